@@ -22,9 +22,7 @@ HEADER = "# Generated from proto/ by `python -m server.protocol.generate`. Do no
 
 
 def _rewrite(source: str) -> str:
-    source = source.replace(
-        "_descriptor_pool.Default()", "_tau_pool.POOL"
-    )
+    source = source.replace("_descriptor_pool.Default()", "_tau_pool.POOL")
     source = source.replace(
         "from google.protobuf import descriptor_pool as _descriptor_pool\n",
         "from google.protobuf import descriptor_pool as _descriptor_pool  # noqa: F401\n"

@@ -1,0 +1,89 @@
+"""The server's story: start up (load models, open ports), serve, shut down gracefully on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.protocol import grpc_service_pb2 as pb
+from server.protocol import grpc_service_pb2_grpc as pb_grpc
+from server.protocol.pool import POOL
+from server.repository import ModelRepository
+from server.servicer import InferenceServicer
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+
+
+class TauServer:
+    """One gRPC server over one model repository."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.repository = ModelRepository(settings.model_repository)
+        self.servicer = InferenceServicer(
+            self.repository, settings.max_elements_per_input, settings.strict_readiness
+        )
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        self.repository.load_all()
+        server = grpc.aio.server(options=_grpc_options(self.settings))
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=POOL
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.bound_port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        await self._publish_health()
+        log.info(
+            "serving %s on %s:%d", self.settings.model_repository, self.settings.grpc_host, self.bound_port
+        )
+
+    async def _publish_health(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        status = serving if self.servicer.server_ready() else not_serving
+        await self.health.set("", status)
+        await self.health.set(INFERENCE_SERVICE, status)
+
+    async def stop(self) -> None:
+        """Refuse new calls, let in-flight ones finish within the grace period, release the models."""
+        self.servicer.accepting = False
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace_period_seconds)
+        self.repository.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    tau = TauServer(settings)
+    await tau.start()
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    await stop_requested.wait()
+    log.info("signal received: finishing in-flight calls (grace %.1fs)", settings.grace_period_seconds)
+    await tau.stop()

@@ -1,0 +1,205 @@
+"""A model's configuration: what `<repo>/<model>/config.json` may say, parsed and checked.
+
+Every key is optional; what is absent is inferred from the ONNX graph when the
+model loads (as Triton's auto-complete does for ONNX), so a folder holding only
+`<version>/model.onnx` serves with defaults. Shapes exclude the batch dimension
+whenever `max_batch_size` > 0, as in Triton.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from server.datatypes import NUMPY_BY_DATATYPE
+
+CONFIG_FILE_NAME = "config.json"
+SUPPORTED_PLATFORM = "onnxruntime_onnx"
+KNOWN_EXECUTION_PROVIDERS = ("tensorrt", "cuda", "cpu")
+
+
+class ConfigError(ValueError):
+    """A config.json that cannot be used; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its name, V2 datatype and shape (-1 = any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DynamicBatchingConfig:
+    """Batching knobs, named as Triton names them (with the unit in the name)."""
+
+    max_queue_delay_microseconds: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    default_timeout_microseconds: int = 0
+    priority_levels: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides how one model is loaded and served."""
+
+    name: str
+    platform: str = SUPPORTED_PLATFORM
+    max_batch_size: int | None = None  # None: inferred from the graph
+    inputs: tuple[TensorSpec, ...] | None = None  # None: inferred from the graph
+    outputs: tuple[TensorSpec, ...] | None = None
+    execution_providers: tuple[str, ...] = ("cpu",)
+    require_gpu: bool = False
+    gpu_device_id: int = 0
+    instance_count: int = 1
+    intra_op_threads: int = 0  # 0: sized to the CPUs this process may use
+    dynamic_batching: DynamicBatchingConfig | None = field(default_factory=DynamicBatchingConfig)
+    labels: tuple[str, ...] = ()
+
+    def with_graph_defaults(
+        self, max_batch_size: int, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]
+    ) -> ModelConfig:
+        """Fill what the file left out with what the graph says."""
+        return replace(
+            self,
+            max_batch_size=self.max_batch_size if self.max_batch_size is not None else max_batch_size,
+            inputs=self.inputs if self.inputs is not None else inputs,
+            outputs=self.outputs if self.outputs is not None else outputs,
+        )
+
+
+_TOP_LEVEL_KEYS = {
+    "name",
+    "platform",
+    "max_batch_size",
+    "inputs",
+    "outputs",
+    "execution_providers",
+    "require_gpu",
+    "gpu_device_id",
+    "instance_count",
+    "intra_op_threads",
+    "dynamic_batching",
+    "labels",
+}
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], key: str, expected: str) -> Any:
+    # bool is an int in Python; a config that says `"max_batch_size": true` is a mistake.
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    return value
+
+
+def _non_negative_int(value: Any, key: str) -> int:
+    number = _expect(value, int, key, "a non-negative integer")
+    if number < 0:
+        raise ConfigError(f"{key}: expected a non-negative integer, got {number}")
+    return int(number)
+
+
+def _parse_tensor(raw: Any, key: str) -> TensorSpec:
+    _expect(raw, dict, key, "an object with name, datatype and shape")
+    unknown = set(raw) - {"name", "datatype", "shape"}
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; expected name, datatype, shape")
+    name = _expect(raw.get("name"), str, f"{key}.name", "a tensor name")
+    datatype = _expect(raw.get("datatype"), str, f"{key}.datatype", "a V2 datatype")
+    if datatype not in NUMPY_BY_DATATYPE:
+        raise ConfigError(f"{key}.datatype: expected one of {sorted(NUMPY_BY_DATATYPE)}, got {datatype!r}")
+    shape = _expect(raw.get("shape"), list, f"{key}.shape", "a list of dimensions (-1 = any)")
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < -1 or dim == 0:
+            raise ConfigError(f"{key}.shape: expected positive dimensions or -1, got {shape}")
+    return TensorSpec(name=name, datatype=datatype, shape=tuple(shape))
+
+
+def _parse_tensors(raw: Any, key: str) -> tuple[TensorSpec, ...]:
+    _expect(raw, list, key, "a list of tensors")
+    specs = tuple(_parse_tensor(item, f"{key}[{i}]") for i, item in enumerate(raw))
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: tensor names must be unique, got {names}")
+    return specs
+
+
+def _parse_batching(raw: Any) -> DynamicBatchingConfig | None:
+    if raw is None or raw is False:
+        return None
+    _expect(raw, dict, "dynamic_batching", "an object, or false to turn batching off")
+    known = DynamicBatchingConfig.__dataclass_fields__.keys()
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"dynamic_batching: unknown keys {sorted(unknown)}; expected {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "preferred_batch_sizes":
+            sizes = _expect(value, list, f"dynamic_batching.{key}", "a list of positive integers")
+            values[key] = tuple(_non_negative_int(size, f"dynamic_batching.{key}") for size in sizes)
+        else:
+            values[key] = _non_negative_int(value, f"dynamic_batching.{key}")
+    return DynamicBatchingConfig(**values)
+
+
+def parse_model_config(raw: Any, model_name: str) -> ModelConfig:
+    """Check a decoded config.json and turn it into a ModelConfig for `model_name`."""
+    _expect(raw, dict, "config", "a JSON object")
+    unknown = set(raw) - _TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}; expected some of {sorted(_TOP_LEVEL_KEYS)}")
+    name = raw.get("name", model_name)
+    if name != model_name:
+        raise ConfigError(f"name: {name!r} does not match the model folder {model_name!r}")
+    platform = raw.get("platform", SUPPORTED_PLATFORM)
+    if platform != SUPPORTED_PLATFORM:
+        raise ConfigError(f"platform: expected {SUPPORTED_PLATFORM!r}, got {platform!r}")
+    providers = tuple(_expect(raw.get("execution_providers", ["cpu"]), list, "execution_providers", "a list"))
+    for provider in providers:
+        if provider not in KNOWN_EXECUTION_PROVIDERS:
+            raise ConfigError(
+                f"execution_providers: expected some of {list(KNOWN_EXECUTION_PROVIDERS)}, got {provider!r}"
+            )
+    if not providers:
+        raise ConfigError("execution_providers: expected at least one provider")
+    instance_count = _non_negative_int(raw.get("instance_count", 1), "instance_count")
+    if instance_count < 1:
+        raise ConfigError("instance_count: expected at least 1")
+    labels = _expect(raw.get("labels", []), list, "labels", "a list of strings")
+    return ModelConfig(
+        name=model_name,
+        platform=platform,
+        max_batch_size=(
+            _non_negative_int(raw["max_batch_size"], "max_batch_size") if "max_batch_size" in raw else None
+        ),
+        inputs=_parse_tensors(raw["inputs"], "inputs") if "inputs" in raw else None,
+        outputs=_parse_tensors(raw["outputs"], "outputs") if "outputs" in raw else None,
+        execution_providers=providers,
+        require_gpu=_expect(raw.get("require_gpu", False), bool, "require_gpu", "true or false"),
+        gpu_device_id=_non_negative_int(raw.get("gpu_device_id", 0), "gpu_device_id"),
+        instance_count=instance_count,
+        intra_op_threads=_non_negative_int(raw.get("intra_op_threads", 0), "intra_op_threads"),
+        dynamic_batching=_parse_batching(raw.get("dynamic_batching", {})),
+        labels=tuple(str(label) for label in labels),
+    )
+
+
+def load_model_config(model_dir: Path) -> ModelConfig:
+    """Read `<model_dir>/config.json`, or return the all-defaults config when there is none."""
+    path = model_dir / CONFIG_FILE_NAME
+    if not path.exists():
+        return ModelConfig(name=model_dir.name)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON: {error}") from error
+    try:
+        return parse_model_config(raw, model_dir.name)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error

@@ -1,0 +1,23 @@
+"""Errors a request can meet on its way, each one tied to the gRPC status it is answered with."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class RequestError(Exception):
+    """A request Tau refuses; `status` is the gRPC code the client gets, with this message."""
+
+    status = grpc.StatusCode.INTERNAL
+
+
+class InvalidRequestError(RequestError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelNotFoundError(RequestError):
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class ModelNotReadyError(RequestError):
+    status = grpc.StatusCode.UNAVAILABLE

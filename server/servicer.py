@@ -1,0 +1,157 @@
+"""The GRPCInferenceService servicer: decodes, validates, delegates, and maps errors to status codes.
+
+It knows the wire messages and the repository; it does not know ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from server.config import ModelConfig
+from server.datatypes import triton_type_name
+from server.errors import InvalidRequestError, RequestError
+from server.protocol import grpc_service_pb2 as pb
+from server.protocol import grpc_service_pb2_grpc as pb_grpc
+from server.protocol import model_config_pb2 as mc
+from server.repository import LoadedModel, ModelRepository
+from server.tensor_codec import decode_request, encode_response
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "tau"
+SERVER_VERSION = "0.1.0"
+# Only what is really implemented: tritonclient and KServe tooling read this list.
+SERVER_EXTENSIONS = ("model_configuration", "parameters")
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
+    await context.abort(error.status, str(error))
+
+
+def model_config_message(model: LoadedModel) -> mc.ModelConfig:
+    """Triton's ModelConfig for the fields Tau supports."""
+    config: ModelConfig = model.config
+    assert config.inputs is not None and config.outputs is not None
+    message = mc.ModelConfig(
+        name=config.name,
+        platform=config.platform,
+        backend="onnxruntime",
+        max_batch_size=config.max_batch_size or 0,
+        default_model_filename="model.onnx",
+    )
+    message.version_policy.latest.num_versions = 1
+    for spec in config.inputs:
+        message.input.add(name=spec.name, data_type=triton_type_name(spec.datatype), dims=spec.shape)
+    for spec in config.outputs:
+        message.output.add(name=spec.name, data_type=triton_type_name(spec.datatype), dims=spec.shape)
+    on_gpu = model.session.active_provider != "CPUExecutionProvider"
+    message.instance_group.add(
+        name=f"{config.name}_0",
+        count=config.instance_count,
+        kind=mc.ModelInstanceGroup.KIND_GPU if on_gpu else mc.ModelInstanceGroup.KIND_CPU,
+        gpus=[config.gpu_device_id] if on_gpu else [],
+    )
+    message.parameters["execution_provider"].string_value = model.session.active_provider
+    message.parameters["requested_execution_providers"].string_value = ",".join(config.execution_providers)
+    return message
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
+
+    def __init__(
+        self, repository: ModelRepository, max_elements_per_input: int, strict_readiness: bool
+    ) -> None:
+        self._repository = repository
+        self._max_elements = max_elements_per_input
+        self._strict_readiness = strict_readiness
+        self.accepting = True
+
+    def server_ready(self) -> bool:
+        if not self.accepting:
+            return False
+        return self._repository.all_ready() if self._strict_readiness else True
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.server_ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        try:
+            self._repository.get(request.name, request.version)
+        except RequestError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=SERVER_VERSION, extensions=SERVER_EXTENSIONS
+        )
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        try:
+            model = self._repository.get(request.name, request.version)
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        config = model.config
+        assert config.inputs is not None and config.outputs is not None
+        batch_dim = [-1] if config.max_batch_size else []
+        response = pb.ModelMetadataResponse(
+            name=model.name, versions=self._repository.versions(model.name), platform=config.platform
+        )
+        for spec in config.inputs:
+            response.inputs.add(name=spec.name, datatype=spec.datatype, shape=batch_dim + list(spec.shape))
+        for spec in config.outputs:
+            response.outputs.add(name=spec.name, datatype=spec.datatype, shape=batch_dim + list(spec.shape))
+        return response
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        try:
+            model = self._repository.get(request.name, request.version)
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        return pb.ModelConfigResponse(config=model_config_message(model))
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        response = pb.RepositoryIndexResponse()
+        for status in self._repository.index():
+            if request.ready and status.state != "READY":
+                continue
+            response.models.add(
+                name=status.name, version=status.version, state=status.state.value, reason=status.reason
+            )
+        return response
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        try:
+            if not request.model_name:
+                raise InvalidRequestError("model_name: required")
+            model = self._repository.get(request.model_name, request.model_version)
+            decoded = decode_request(request, model.config, self._max_elements)
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        try:
+            outputs = await model.executor.run(decoded.inputs, decoded.output_names)
+        except Exception as error:  # ONNX Runtime's errors are untyped; the model keeps serving
+            log.exception("model %s version %s: execution failed", model.name, model.version)
+            await context.abort(grpc.StatusCode.INTERNAL, f"model '{model.name}' execution failed: {error}")
+            raise
+        return encode_response(request, model.name, model.version, outputs)

@@ -1,0 +1,98 @@
+"""Every server knob in one typed object, loaded from CLI flags and TAU_* environment variables.
+
+Precedence: command line, then environment, then the default. Flag names are
+Triton's where Triton has one, so Triton users feel at home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TAU_"
+# grpcio's 4 MiB default is far below what tritonclient may send (up to 2 GB).
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings; each field's metadata gives its flag and help."""
+
+    model_repository: Path = Path("models")
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 8001
+    metrics_port: int = 8002  # 0 turns the metrics endpoint off
+    max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES
+    max_elements_per_input: int = 2**28
+    grace_period_seconds: float = 30.0
+    strict_readiness: bool = True
+    log_level: str = "INFO"
+
+
+_HELP = {
+    "model_repository": "folder of <model>/<version>/model.onnx (+ optional <model>/config.json)",
+    "grpc_host": "address the gRPC server binds",
+    "grpc_port": "gRPC port (Triton's default: 8001)",
+    "metrics_port": "Prometheus /metrics HTTP port (Triton's default: 8002); 0 disables it",
+    "max_message_bytes": "largest gRPC message received or sent, in bytes",
+    "max_elements_per_input": "largest element count one input tensor may declare; bigger is refused unread",
+    "grace_period_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+    "strict_readiness": "server is ready only when every model is ready (Triton's --strict-readiness)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _converter(annotation: Any) -> Callable[[str], Any]:
+    kind = {"Path": Path, "str": str, "int": int, "float": float, "bool": _parse_bool}[str(annotation)]
+    return kind
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tau-serve",
+        description="Serve ONNX models over the KServe V2 / Triton gRPC protocol.",
+        epilog=f"Every flag can also be set as an environment variable: {ENV_PREFIX}<FLAG_NAME>, "
+        f"e.g. {ENV_PREFIX}GRPC_PORT=9001.",
+    )
+    for spec in fields(Settings):
+        flag = "--" + spec.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=spec.name,
+            type=_converter(spec.type),
+            default=None,
+            help=f"{_HELP[spec.name]} (env {ENV_PREFIX}{spec.name.upper()}; default {spec.default})",
+        )
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the command line, then TAU_* variables, then defaults."""
+    environ = dict(os.environ) if environ is None else environ
+    parser = build_parser()
+    parsed = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        if parsed[spec.name] is not None:
+            values[spec.name] = parsed[spec.name]
+            continue
+        env_value = environ.get(ENV_PREFIX + spec.name.upper())
+        if env_value is not None:
+            try:
+                values[spec.name] = _converter(spec.type)(env_value)
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                parser.error(f"{ENV_PREFIX}{spec.name.upper()}={env_value!r}: {error}")
+    return Settings(**values)

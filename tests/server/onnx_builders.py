@@ -1,0 +1,66 @@
+"""Tiny ONNX graphs built with onnx.helper, for server tests that need exact, known functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+ONNX_TYPE_BY_DATATYPE = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+}
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def identity_model(path: Path, datatype: str, width: int = 4) -> Path:
+    """INPUT0 [batch, width] -> OUTPUT0, same datatype, same values."""
+    onnx_type = ONNX_TYPE_BY_DATATYPE[datatype]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        f"identity_{datatype.lower()}",
+        [helper.make_tensor_value_info("INPUT0", onnx_type, ["batch", width])],
+        [helper.make_tensor_value_info("OUTPUT0", onnx_type, ["batch", width])],
+    )
+    return _save(graph, path)
+
+
+def add_sub_model(path: Path, width: int = 16) -> Path:
+    """Triton's classic example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (FP32)."""
+    tensor = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "add_sub",
+        [
+            helper.make_tensor_value_info("INPUT0", tensor, ["batch", width]),
+            helper.make_tensor_value_info("INPUT1", tensor, ["batch", width]),
+        ],
+        [
+            helper.make_tensor_value_info("OUTPUT0", tensor, ["batch", width]),
+            helper.make_tensor_value_info("OUTPUT1", tensor, ["batch", width]),
+        ],
+    )
+    return _save(graph, path)
