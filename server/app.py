@@ -35,9 +35,7 @@ class TauServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repository = ModelRepository(settings.model_repository)
-        self.servicer = InferenceServicer(
-            self.repository, settings.max_elements_per_input, settings.strict_readiness
-        )
+        self.servicer = InferenceServicer(self.repository, settings.max_elements_per_input, settings.strict_readiness)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.bound_port: int | None = None
@@ -55,9 +53,7 @@ class TauServer:
         await server.start()
         self._server = server
         await self._publish_health()
-        log.info(
-            "serving %s on %s:%d", self.settings.model_repository, self.settings.grpc_host, self.bound_port
-        )
+        log.info("serving %s on %s:%d", self.settings.model_repository, self.settings.grpc_host, self.bound_port)
 
     async def _publish_health(self) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING

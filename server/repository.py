@@ -1,4 +1,4 @@
-"""The model repository: finds `<repo>/<model>/<version>/model.onnx`, loads each model, answers name/version lookups.
+"""The model repository: finds `<repo>/<model>/<version>/model.onnx`, loads models, answers lookups.
 
 A model that fails to load is kept in the index as UNAVAILABLE with its
 reason; the others serve regardless.

@@ -140,9 +140,7 @@ class OnnxSession:
             )
         graph_inputs = tuple(_spec_from_node(node, batched) for node in input_nodes)
         graph_outputs = tuple(_spec_from_node(node, batched) for node in output_nodes)
-        completed = config.with_graph_defaults(
-            DEFAULT_MAX_BATCH_SIZE if batched else 0, graph_inputs, graph_outputs
-        )
+        completed = config.with_graph_defaults(DEFAULT_MAX_BATCH_SIZE if batched else 0, graph_inputs, graph_outputs)
         assert completed.inputs is not None and completed.outputs is not None
         _check_against_graph(completed.inputs, graph_inputs, "inputs")
         _check_against_graph(completed.outputs, graph_outputs, "outputs")

@@ -62,9 +62,7 @@ def model_config_message(model: LoadedModel) -> mc.ModelConfig:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
 
-    def __init__(
-        self, repository: ModelRepository, max_elements_per_input: int, strict_readiness: bool
-    ) -> None:
+    def __init__(self, repository: ModelRepository, max_elements_per_input: int, strict_readiness: bool) -> None:
         self._repository = repository
         self._max_elements = max_elements_per_input
         self._strict_readiness = strict_readiness
@@ -88,12 +86,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Any
-    ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=SERVER_VERSION, extensions=SERVER_EXTENSIONS
-        )
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=SERVER_EXTENSIONS)
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
@@ -125,9 +119,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         return pb.ModelConfigResponse(config=model_config_message(model))
 
-    async def RepositoryIndex(
-        self, request: pb.RepositoryIndexRequest, context: Any
-    ) -> pb.RepositoryIndexResponse:
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
         response = pb.RepositoryIndexResponse()
         for status in self._repository.index():
             if request.ready and status.state != "READY":

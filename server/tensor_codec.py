@@ -19,6 +19,18 @@ from server.errors import InvalidRequestError
 from server.protocol import grpc_service_pb2 as pb
 
 
+# The wire type of each typed-contents field: values are read at this width, range-checked, then narrowed.
+_FIELD_DTYPE = {
+    "bool_contents": np.bool_,
+    "int_contents": np.int32,
+    "int64_contents": np.int64,
+    "uint_contents": np.uint32,
+    "uint64_contents": np.uint64,
+    "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+}
+
+
 @dataclass
 class DecodedRequest:
     """A request that passed every check: tensors keyed by input name, outputs to return."""
@@ -38,9 +50,7 @@ def _check_shape(spec: TensorSpec, shape: list[int], max_batch_size: int) -> Non
     expected = ([-1] if max_batch_size > 0 else []) + list(spec.shape)
     if any(dim < 0 for dim in shape):
         raise InvalidRequestError(f"input '{spec.name}': shape {shape} has a negative dimension")
-    fits = len(shape) == len(expected) and all(
-        want in (-1, got) for want, got in zip(expected, shape, strict=True)
-    )
+    fits = len(shape) == len(expected) and all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
     if not fits:
         raise InvalidRequestError(f"input '{spec.name}': expected shape {expected}, got {shape}")
 
@@ -69,9 +79,7 @@ def _from_raw(spec: TensorSpec, shape: list[int], count: int, buffer: bytes) -> 
     return array.reshape(shape)
 
 
-def _from_typed(
-    spec: TensorSpec, shape: list[int], count: int, contents: pb.InferTensorContents
-) -> np.ndarray:
+def _from_typed(spec: TensorSpec, shape: list[int], count: int, contents: pb.InferTensorContents) -> np.ndarray:
     field_name = CONTENTS_FIELD_BY_DATATYPE.get(spec.datatype)
     if field_name is None:
         raise InvalidRequestError(
@@ -89,7 +97,7 @@ def _from_typed(
             f"input '{spec.name}': contents.{field_name} holds {len(values)} values, expected {count} for shape {shape}"
         )
     dtype = NUMPY_BY_DATATYPE[spec.datatype]
-    wide = np.array(values, dtype=np.float64 if dtype.kind == "f" else None)
+    wide = np.array(values, dtype=_FIELD_DTYPE[field_name])
     if dtype.kind in "iu" and wide.size:
         limits = np.iinfo(dtype)
         if wide.min() < limits.min or wide.max() > limits.max:
@@ -109,9 +117,7 @@ def _batch_size(config: ModelConfig, shapes: dict[str, list[int]]) -> int:
     if batch < 1:
         raise InvalidRequestError(f"batch size must be at least 1, got {batch}")
     if batch > config.max_batch_size:
-        raise InvalidRequestError(
-            f"batch size {batch} is over the model's max_batch_size of {config.max_batch_size}"
-        )
+        raise InvalidRequestError(f"batch size {batch} is over the model's max_batch_size of {config.max_batch_size}")
     return batch
 
 
@@ -119,16 +125,12 @@ def _check_input_names(request: pb.ModelInferRequest, specs: dict[str, TensorSpe
     names = [tensor.name for tensor in request.inputs]
     for name in names:
         if name not in specs:
-            raise InvalidRequestError(
-                f"unknown input '{name}': model '{model}' expects inputs {sorted(specs)}"
-            )
+            raise InvalidRequestError(f"unknown input '{name}': model '{model}' expects inputs {sorted(specs)}")
         if names.count(name) > 1:
             raise InvalidRequestError(f"input '{name}' appears more than once")
     missing = sorted(set(specs) - set(names))
     if missing:
-        raise InvalidRequestError(
-            f"missing input '{missing[0]}': model '{model}' expects inputs {sorted(specs)}"
-        )
+        raise InvalidRequestError(f"missing input '{missing[0]}': model '{model}' expects inputs {sorted(specs)}")
 
 
 def _requested_outputs(request: pb.ModelInferRequest, config: ModelConfig) -> list[str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 ONNX_TYPE_BY_DATATYPE = {
     "BOOL": TensorProto.BOOL,
@@ -62,5 +63,36 @@ def add_sub_model(path: Path, width: int = 16) -> Path:
             helper.make_tensor_value_info("OUTPUT0", tensor, ["batch", width]),
             helper.make_tensor_value_info("OUTPUT1", tensor, ["batch", width]),
         ],
+    )
+    return _save(graph, path)
+
+
+def variable_width_model(path: Path) -> Path:
+    """INPUT0 [batch, n] FP32 -> OUTPUT0, any width: for messages far over gRPC's 4 MiB default."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        "variable_width",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", "n"])],
+    )
+    return _save(graph, path)
+
+
+def slow_model(path: Path, width: int = 512, depth: int = 24) -> Path:
+    """A chain of MatMuls, slow enough (tens of ms a batch) to keep requests in flight."""
+    rng = np.random.default_rng(0)
+    nodes, initializers, previous = [], [], "INPUT0"
+    for layer in range(depth):
+        weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weight, name=f"w{layer}"))
+        output = "OUTPUT0" if layer == depth - 1 else f"h{layer}"
+        nodes.append(helper.make_node("MatMul", [previous, f"w{layer}"], [output]))
+        previous = output
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", width])],
+        initializer=initializers,
     )
     return _save(graph, path)

@@ -1,0 +1,91 @@
+"""Start the real `tau-serve` in a child process on a free loopback port, and stop it with a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+from server.protocol import grpc_service_pb2 as pb
+from server.protocol import grpc_service_pb2_grpc as pb_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A running server: its gRPC address, its log file, its process."""
+
+    def __init__(self, repository: Path, log_path: Path, extra_args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_path = log_path
+        args = [
+            sys.executable,
+            "-m",
+            "server",
+            "--model-repository",
+            str(repository),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(self.port),
+            "--metrics-port",
+            "0",
+            *(extra_args or []),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+    def wait_until_live(self, timeout_seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        with grpc.insecure_channel(self.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+                try:
+                    if stub.ServerLive(pb.ServerLiveRequest(), timeout=1.0).live:
+                        return
+                except grpc.RpcError:
+                    time.sleep(0.1)
+        raise TimeoutError(f"server not live after {timeout_seconds}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_seconds: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@contextmanager
+def running_server(repository: Path, log_path: Path, extra_args: list[str] | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(repository, log_path, extra_args)
+    try:
+        server.wait_until_live()
+        yield server
+    finally:
+        server.stop()
