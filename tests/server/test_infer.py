@@ -12,7 +12,7 @@ import tritonclient.grpc as triton
 from server.datatypes import CONTENTS_FIELD_BY_DATATYPE, NUMPY_BY_DATATYPE
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
-from tests.server.conftest import IDENTITY_DATATYPES, identity_model_name
+from tests.conftest import IDENTITY_DATATYPES, identity_model_name
 from tests.server_process import ServerProcess
 
 
