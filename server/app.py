@@ -14,6 +14,7 @@ from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol.pool import POOL
 from server.repository import ModelRepository
+from server.runtime import check_single_onnxruntime
 from server.servicer import InferenceServicer
 from server.settings import Settings
 
@@ -41,6 +42,7 @@ class TauServer:
         self.bound_port: int | None = None
 
     async def start(self) -> None:
+        check_single_onnxruntime()
         self.repository.load_all()
         server = grpc.aio.server(options=_grpc_options(self.settings))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, server)

@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_metrics_endpoint(settings.metrics_port)
     try:
         asyncio.run(serve(settings))
-    except FileNotFoundError as error:
+    except (FileNotFoundError, RuntimeError) as error:
         logging.getLogger("tau").error("%s", error)
         return 2
     return 0

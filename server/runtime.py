@@ -150,3 +150,20 @@ class OnnxSession:
         """Run the graph once; blocks, and releases the GIL while ONNX Runtime computes."""
         results = self._session.run(output_names, inputs)
         return dict(zip(output_names, results, strict=True))
+
+
+def check_single_onnxruntime() -> None:
+    """Refuse to start when onnxruntime and onnxruntime-gpu are both installed: they overwrite each other."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    installed = []
+    for distribution in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            installed.append(f"{distribution}=={version(distribution)}")
+        except PackageNotFoundError:
+            continue
+    if len(installed) > 1:
+        raise RuntimeError(
+            f"both {' and '.join(installed)} are installed; they overwrite each other's files. "
+            "Uninstall both and install exactly one (pip install 'tau[cpu]' or 'tau[gpu]')."
+        )
