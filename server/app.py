@@ -70,7 +70,7 @@ class TauServer:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.grace_period_seconds)
-        self.repository.close()
+        await self.repository.close()
         log.info("stopped")
 
 

@@ -35,13 +35,19 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class DynamicBatchingConfig:
-    """Batching knobs, named as Triton names them (with the unit in the name)."""
+    """Queue and batching knobs, named as Triton names them (with the unit in the name).
 
+    With `enabled` false each request runs alone, but still through the same
+    bounded queue, deadlines and priorities.
+    """
+
+    enabled: bool = True
     max_queue_delay_microseconds: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 1024
-    default_timeout_microseconds: int = 0
-    priority_levels: int = 0
+    default_timeout_microseconds: int = 0  # 0: no timeout unless the request sets one
+    priority_levels: int = 0  # 0: one level; else 1 (highest) .. priority_levels
+    default_priority_level: int = 0  # 0: the lowest level
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class ModelConfig:
     gpu_device_id: int = 0
     instance_count: int = 1
     intra_op_threads: int = 0  # 0: sized to the CPUs this process may use
-    dynamic_batching: DynamicBatchingConfig | None = field(default_factory=DynamicBatchingConfig)
+    dynamic_batching: DynamicBatchingConfig = field(default_factory=DynamicBatchingConfig)
     labels: tuple[str, ...] = ()
 
     def with_graph_defaults(
@@ -130,9 +136,9 @@ def _parse_tensors(raw: Any, key: str) -> tuple[TensorSpec, ...]:
     return specs
 
 
-def _parse_batching(raw: Any) -> DynamicBatchingConfig | None:
-    if raw is None or raw is False:
-        return None
+def _parse_batching(raw: Any) -> DynamicBatchingConfig:
+    if raw is False:
+        return DynamicBatchingConfig(enabled=False)
     _expect(raw, dict, "dynamic_batching", "an object, or false to turn batching off")
     known = DynamicBatchingConfig.__dataclass_fields__.keys()
     unknown = set(raw) - set(known)
@@ -140,12 +146,22 @@ def _parse_batching(raw: Any) -> DynamicBatchingConfig | None:
         raise ConfigError(f"dynamic_batching: unknown keys {sorted(unknown)}; expected {sorted(known)}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key == "preferred_batch_sizes":
+        if key == "enabled":
+            values[key] = _expect(value, bool, "dynamic_batching.enabled", "true or false")
+        elif key == "preferred_batch_sizes":
             sizes = _expect(value, list, f"dynamic_batching.{key}", "a list of positive integers")
             values[key] = tuple(_non_negative_int(size, f"dynamic_batching.{key}") for size in sizes)
         else:
             values[key] = _non_negative_int(value, f"dynamic_batching.{key}")
-    return DynamicBatchingConfig(**values)
+    batching = DynamicBatchingConfig(**values)
+    if batching.max_queue_size < 1:
+        raise ConfigError("dynamic_batching.max_queue_size: expected at least 1")
+    if batching.default_priority_level > batching.priority_levels:
+        raise ConfigError(
+            f"dynamic_batching.default_priority_level: {batching.default_priority_level} is over "
+            f"priority_levels ({batching.priority_levels})"
+        )
+    return batching
 
 
 def parse_model_config(raw: Any, model_name: str) -> ModelConfig:

@@ -21,3 +21,19 @@ class ModelNotFoundError(RequestError):
 
 class ModelNotReadyError(RequestError):
     status = grpc.StatusCode.UNAVAILABLE
+
+
+class QueueFullError(RequestError):
+    """Back-pressure: Triton answers UNAVAILABLE so that clients retry."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceededError(RequestError):
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ExecutionError(RequestError):
+    """The model raised while running a batch; only that batch's requests fail."""
+
+    status = grpc.StatusCode.INTERNAL

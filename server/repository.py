@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from server.batcher import Batcher
 from server.config import ConfigError, ModelConfig, load_model_config
 from server.errors import ModelNotFoundError, ModelNotReadyError
-from server.executor import ModelExecutor
 from server.runtime import ModelLoadError, OnnxSession
+from server.statistics import ModelStatistics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class LoadedModel:
     version: str
     config: ModelConfig
     session: OnnxSession
-    executor: ModelExecutor
+    batcher: Batcher
+    statistics: ModelStatistics
 
 
 @dataclass
@@ -65,15 +67,15 @@ def _version_dirs(model_dir: Path) -> list[Path]:
 def load_model_version(model_dir: Path, version_dir: Path, config: ModelConfig) -> LoadedModel:
     """Open one version's ONNX file with its config; raises ModelLoadError."""
     session = OnnxSession(version_dir / MODEL_FILE_NAME, config)
-    executor = ModelExecutor(
-        session, session.config.instance_count, thread_name=f"ort-{model_dir.name}-{version_dir.name}"
-    )
+    statistics = ModelStatistics()
+    batcher = Batcher(session.run, session.config, statistics, label=f"{model_dir.name}/{version_dir.name}")
     return LoadedModel(
         name=model_dir.name,
         version=version_dir.name,
         config=session.config,
         session=session,
-        executor=executor,
+        batcher=batcher,
+        statistics=statistics,
     )
 
 
@@ -136,7 +138,7 @@ class ModelRepository:
         """True when every model in the repository is serving (what readiness probes ask)."""
         return all(status.state is ModelState.READY for status in self.index())
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for status in self.index():
             if status.model is not None:
-                status.model.executor.close()
+                await status.model.batcher.close()

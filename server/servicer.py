@@ -17,6 +17,7 @@ from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol import model_config_pb2 as mc
 from server.repository import LoadedModel, ModelRepository
+from server.statistics import Duration
 from server.tensor_codec import decode_request, encode_response
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "tau"
 SERVER_VERSION = "0.1.0"
 # Only what is really implemented: tritonclient and KServe tooling read this list.
-SERVER_EXTENSIONS = ("model_configuration", "parameters")
+SERVER_EXTENSIONS = ("model_configuration", "parameters", "schedule_policy", "statistics")
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
@@ -54,8 +55,63 @@ def model_config_message(model: LoadedModel) -> mc.ModelConfig:
         kind=mc.ModelInstanceGroup.KIND_GPU if on_gpu else mc.ModelInstanceGroup.KIND_CPU,
         gpus=[config.gpu_device_id] if on_gpu else [],
     )
+    batching = config.dynamic_batching
+    if batching.enabled and config.max_batch_size:
+        message.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+        message.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
+        message.dynamic_batching.priority_levels = batching.priority_levels
+        message.dynamic_batching.default_priority_level = batching.default_priority_level
+    queue_policy = message.dynamic_batching.default_queue_policy
+    queue_policy.max_queue_size = batching.max_queue_size
+    queue_policy.default_timeout_microseconds = batching.default_timeout_microseconds
+    queue_policy.allow_timeout_override = True
     message.parameters["execution_provider"].string_value = model.session.active_provider
     message.parameters["requested_execution_providers"].string_value = ",".join(config.execution_providers)
+    return message
+
+
+def _timeout_seconds(
+    timeout_microseconds: int | None, config: ModelConfig, context: grpc.aio.ServicerContext
+) -> float | None:
+    """The tightest of the request's `timeout`, the model's default timeout, and the gRPC deadline."""
+    if timeout_microseconds is None and config.dynamic_batching.default_timeout_microseconds:
+        timeout_microseconds = config.dynamic_batching.default_timeout_microseconds
+    limits = [timeout_microseconds / 1e6] if timeout_microseconds else []
+    remaining = context.time_remaining()
+    if remaining is not None:
+        limits.append(remaining)
+    return min(limits) if limits else None
+
+
+def _duration(duration: Duration) -> pb.StatisticDuration:
+    return pb.StatisticDuration(count=duration.count, ns=duration.ns)
+
+
+def model_statistics_message(model: LoadedModel) -> pb.ModelStatistics:
+    """Triton's ModelStatistics, as tritonclient's get_inference_statistics reads it."""
+    stats = model.statistics
+    message = pb.ModelStatistics(
+        name=model.name,
+        version=model.version,
+        last_inference=stats.last_inference_ms,
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=_duration(stats.success),
+            fail=_duration(stats.fail),
+            queue=_duration(stats.queue),
+            compute_input=_duration(stats.compute_input),
+            compute_infer=_duration(stats.compute_infer),
+            compute_output=_duration(stats.compute_output),
+        ),
+    )
+    for batch_size, per_size in sorted(stats.batches.items()):
+        message.batch_stats.add(
+            batch_size=batch_size,
+            compute_input=_duration(per_size.compute_input),
+            compute_infer=_duration(per_size.compute_infer),
+            compute_output=_duration(per_size.compute_output),
+        )
     return message
 
 
@@ -141,9 +197,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, error)
             raise
         try:
-            outputs = await model.executor.run(decoded.inputs, decoded.output_names)
-        except Exception as error:  # ONNX Runtime's errors are untyped; the model keeps serving
-            log.exception("model %s version %s: execution failed", model.name, model.version)
-            await context.abort(grpc.StatusCode.INTERNAL, f"model '{model.name}' execution failed: {error}")
+            outputs = await model.batcher.infer(
+                decoded.inputs,
+                decoded.output_names,
+                rows=decoded.batch_size,
+                priority=decoded.priority,
+                timeout_seconds=_timeout_seconds(decoded.timeout_microseconds, model.config, context),
+            )
+        except RequestError as error:
+            await _abort(context, error)
             raise
         return encode_response(request, model.name, model.version, outputs)
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            if request.name:
+                models = [self._repository.get(request.name, request.version)]
+            else:
+                models = [status.model for status in self._repository.index() if status.model is not None]
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        return pb.ModelStatisticsResponse(model_stats=[model_statistics_message(model) for model in models])

@@ -18,7 +18,6 @@ from server.datatypes import CONTENTS_FIELD_BY_DATATYPE, DATATYPE_BY_NUMPY, NUMP
 from server.errors import InvalidRequestError
 from server.protocol import grpc_service_pb2 as pb
 
-
 # The wire type of each typed-contents field: values are read at this width, range-checked, then narrowed.
 _FIELD_DTYPE = {
     "bool_contents": np.bool_,
@@ -38,6 +37,8 @@ class DecodedRequest:
     inputs: dict[str, np.ndarray]
     output_names: list[str]
     batch_size: int
+    priority: int = 0  # 0: the model's default level
+    timeout_microseconds: int | None = None  # from the `timeout` parameter, as tritonclient sends it
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +148,20 @@ def _requested_outputs(request: pb.ModelInferRequest, config: ModelConfig) -> li
     return names
 
 
+def _scheduling_parameters(parameters: dict[str, Any], config: ModelConfig) -> tuple[int, int | None]:
+    """tritonclient sends `priority` as uint64 and `timeout` as int64 microseconds."""
+    priority = parameters.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
+        raise InvalidRequestError(f"parameter 'priority': expected a non-negative integer, got {priority!r}")
+    levels = config.dynamic_batching.priority_levels
+    if levels and priority > levels:
+        raise InvalidRequestError(f"parameter 'priority': {priority} is over the model's priority_levels ({levels})")
+    timeout = parameters.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+        raise InvalidRequestError(f"parameter 'timeout': expected non-negative microseconds, got {timeout!r}")
+    return (priority if levels else 0), timeout
+
+
 def decode_request(request: pb.ModelInferRequest, config: ModelConfig, max_elements: int) -> DecodedRequest:
     """Check `request` against the model's config and return its tensors as numpy arrays."""
     assert config.inputs is not None and config.max_batch_size is not None
@@ -182,11 +197,15 @@ def decode_request(request: pb.ModelInferRequest, config: ModelConfig, max_eleme
             arrays[tensor.name] = _from_raw(spec, shape, count, raw[position])
         else:
             arrays[tensor.name] = _from_typed(spec, shape, count, tensor.contents)
+    parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
+    priority, timeout_microseconds = _scheduling_parameters(parameters, config)
     return DecodedRequest(
         inputs=arrays,
         output_names=_requested_outputs(request, config),
         batch_size=batch_size,
-        parameters={key: _parameter_value(value) for key, value in request.parameters.items()},
+        priority=priority,
+        timeout_microseconds=timeout_microseconds,
+        parameters=parameters,
     )
 
 

@@ -36,13 +36,13 @@ def test_full_config_is_parsed() -> None:
     assert config.inputs == (TensorSpec("features", "FP32", (16,)),)
     assert config.execution_providers == ("cuda", "cpu")
     assert config.require_gpu and config.instance_count == 2
-    assert config.dynamic_batching is not None
     assert config.dynamic_batching.preferred_batch_sizes == (8, 16)
     assert config.labels == ("a", "b", "c")
 
 
 def test_batching_can_be_turned_off() -> None:
-    assert parse_model_config({"dynamic_batching": False}, "m").dynamic_batching is None
+    assert parse_model_config({"dynamic_batching": False}, "m").dynamic_batching.enabled is False
+    assert parse_model_config({"dynamic_batching": {"enabled": False}}, "m").dynamic_batching.enabled is False
 
 
 @pytest.mark.parametrize(
@@ -59,6 +59,8 @@ def test_batching_can_be_turned_off() -> None:
         ({"inputs": [{"name": "x", "datatype": "FP32"}]}, "inputs[0].shape: expected a list"),
         ({"max_batch_sise": 4}, "unknown keys ['max_batch_sise']"),
         ({"dynamic_batching": {"max_queue_delay_ms": 1}}, "dynamic_batching: unknown keys"),
+        ({"dynamic_batching": {"max_queue_size": 0}}, "dynamic_batching.max_queue_size: expected at least 1"),
+        ({"dynamic_batching": {"priority_levels": 2, "default_priority_level": 3}}, "default_priority_level: 3"),
     ],
 )
 def test_bad_config_raises_naming_the_key(raw: dict[str, object], message: str) -> None:

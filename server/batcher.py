@@ -1,0 +1,300 @@
+"""The dynamic batcher: one bounded priority queue per model version, batches formed with Triton's rules.
+
+A batch is released as soon as it is full (max_batch_size, or the next
+compatible request would not fit), or reaches a preferred size, or its oldest
+request has waited max_queue_delay_microseconds; with a delay of 0 it takes
+whatever is queued the moment an instance is free. Only requests whose
+non-batch shapes match share a batch. Executions run in worker threads (ONNX
+Runtime releases the GIL), at most `instance_count` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from server.config import ModelConfig
+from server.errors import DeadlineExceededError, ExecutionError, QueueFullError
+from server.statistics import ModelStatistics, ReleaseReason
+
+log = logging.getLogger(__name__)
+
+Tensors = dict[str, np.ndarray]
+RunGraph = Callable[[Tensors, list[str]], Tensors]
+
+
+class _State(Enum):
+    QUEUED = 1
+    RUNNING = 2
+    GONE = 3  # expired or cancelled while queued: never runs
+
+
+@dataclass(eq=False)
+class _QueuedRequest:
+    inputs: Tensors
+    output_names: list[str]
+    rows: int
+    shape_key: tuple[Any, ...]
+    level: int
+    enqueued_at: float
+    deadline: float | None
+    future: asyncio.Future[Tensors]
+    state: _State = _State.QUEUED
+
+
+@dataclass
+class _BatchTimings:
+    input_ns: int = 0
+    infer_ns: int = 0
+    output_ns: int = 0
+    results: list[Tensors] = field(default_factory=list)
+
+
+def _shape_key(inputs: Tensors, batched: bool) -> tuple[Any, ...]:
+    return tuple((name, array.shape[1:] if batched else array.shape) for name, array in inputs.items())
+
+
+def _run_batch(run_graph: RunGraph, batch: list[_QueuedRequest], output_names: list[str]) -> _BatchTimings:
+    """In a worker thread: concatenate along axis 0, run once, split the outputs back per request."""
+    timings = _BatchTimings()
+    started = time.perf_counter_ns()
+    if len(batch) == 1:
+        inputs = batch[0].inputs
+    else:
+        inputs = {name: np.concatenate([request.inputs[name] for request in batch]) for name in batch[0].inputs}
+    computed = time.perf_counter_ns()
+    outputs = run_graph(inputs, output_names)
+    finished = time.perf_counter_ns()
+    total_rows = sum(request.rows for request in batch)
+    offset = 0
+    for request in batch:
+        own: Tensors = {}
+        for name in request.output_names:
+            output = outputs[name]
+            if len(batch) > 1:
+                if output.shape[:1] != (total_rows,):
+                    raise ValueError(f"output '{name}' has shape {list(output.shape)} for a batch of {total_rows} rows")
+                output = output[offset : offset + request.rows]
+            own[name] = output
+        offset += request.rows
+        timings.results.append(own)
+    timings.input_ns = computed - started
+    timings.infer_ns = finished - computed
+    timings.output_ns = time.perf_counter_ns() - finished
+    return timings
+
+
+class Batcher:
+    """Queue, batch formation and execution for one model version."""
+
+    def __init__(self, run_graph: RunGraph, config: ModelConfig, statistics: ModelStatistics, label: str) -> None:
+        assert config.outputs is not None
+        self._run_graph = run_graph
+        self._statistics = statistics
+        self._label = label
+        self._all_outputs = [spec.name for spec in config.outputs]
+        batching = config.dynamic_batching
+        self._batched = bool(config.max_batch_size)
+        # Batching off (or a model without a batch dimension): every batch is one request.
+        self._max_batch_size = config.max_batch_size if self._batched and batching.enabled else 0
+        self._delay_seconds = batching.max_queue_delay_microseconds / 1e6
+        self._preferred_sizes = frozenset(batching.preferred_batch_sizes)
+        self._max_queue_size = batching.max_queue_size
+        self._priority_levels = max(1, batching.priority_levels)
+        # Index into self._levels (0 = highest); requests without a priority go to the default level.
+        self._default_index = (batching.default_priority_level or self._priority_levels) - 1
+        self._levels: list[deque[_QueuedRequest]] = [deque() for _ in range(self._priority_levels)]
+        self._queued = 0
+        self._arrival = asyncio.Event()
+        self._instances = asyncio.Semaphore(config.instance_count)
+        self._threads = ThreadPoolExecutor(max_workers=config.instance_count, thread_name_prefix=f"ort-{label}")
+        self._executions: set[asyncio.Task[None]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting (not yet in a batch)."""
+        return self._queued
+
+    def _level_of(self, priority: int) -> int:
+        # Triton's convention: level 1 is the highest; 0 means "the default level".
+        if priority == 0:
+            return self._default_index
+        return min(priority, self._priority_levels) - 1
+
+    async def infer(
+        self,
+        inputs: Tensors,
+        output_names: list[str],
+        rows: int,
+        priority: int = 0,
+        timeout_seconds: float | None = None,
+    ) -> Tensors:
+        """Queue one validated request and wait for its outputs.
+
+        Raises QueueFullError at once when the queue is full, DeadlineExceededError when
+        `timeout_seconds` passes while it is still queued (it then never runs).
+        """
+        if self._scheduler is None:
+            self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        if self._queued >= self._max_queue_size:
+            raise QueueFullError(f"model '{self._label}': queue is full ({self._max_queue_size} requests); retry later")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        request = _QueuedRequest(
+            inputs=inputs,
+            output_names=output_names,
+            rows=rows,
+            shape_key=_shape_key(inputs, self._batched),
+            level=self._level_of(priority),
+            enqueued_at=now,
+            deadline=now + timeout_seconds if timeout_seconds is not None else None,
+            future=loop.create_future(),
+        )
+        self._levels[request.level].append(request)
+        self._queued += 1
+        self._arrival.set()
+        started_ns = time.perf_counter_ns()
+        try:
+            result = await self._wait(request, timeout_seconds)
+        except BaseException:
+            self._forget(request)
+            self._statistics.fail.add(time.perf_counter_ns() - started_ns)
+            raise
+        self._statistics.success.add(time.perf_counter_ns() - started_ns)
+        return result
+
+    async def _wait(self, request: _QueuedRequest, timeout_seconds: float | None) -> Tensors:
+        if timeout_seconds is not None:
+            done, _ = await asyncio.wait({request.future}, timeout=max(0.0, timeout_seconds))
+            if not done and request.state is _State.QUEUED:
+                raise DeadlineExceededError(
+                    f"model '{self._label}': request timed out after {timeout_seconds * 1e6:.0f} us in the queue"
+                )
+        # Once in a batch it runs to the end; cancelling here only stops waiting.
+        return await asyncio.shield(request.future)
+
+    def _forget(self, request: _QueuedRequest) -> None:
+        """Take a cancelled or expired request out of the queue so it never runs."""
+        if request.state is _State.QUEUED:
+            self._levels[request.level].remove(request)
+            self._queued -= 1
+            request.state = _State.GONE
+
+    def _expire(self, now: float) -> None:
+        for level in self._levels:
+            for request in [r for r in level if r.deadline is not None and r.deadline <= now]:
+                self._forget(request)
+                if not request.future.done():
+                    request.future.set_exception(
+                        DeadlineExceededError(f"model '{self._label}': request timed out in the queue")
+                    )
+
+    def _candidate(self) -> tuple[list[_QueuedRequest], bool, int]:
+        """The batch the head of the queue would form: (requests, cannot grow, length of the preferred prefix)."""
+        head = next(level[0] for level in self._levels if level)
+        batch: list[_QueuedRequest] = []
+        rows = 0
+        preferred_length = 0
+        for level in self._levels:
+            for request in level:
+                if request.shape_key != head.shape_key:
+                    continue
+                if rows + request.rows > self._max_batch_size:
+                    return batch, True, preferred_length
+                batch.append(request)
+                rows += request.rows
+                if rows in self._preferred_sizes:
+                    preferred_length = len(batch)
+                if rows == self._max_batch_size:
+                    return batch, True, preferred_length
+        return batch, False, preferred_length
+
+    async def _next_batch(self) -> tuple[list[_QueuedRequest], ReleaseReason]:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._expire(loop.time())
+            if not self._queued:
+                self._arrival.clear()
+                await self._arrival.wait()
+                continue
+            if not self._max_batch_size:
+                return [next(level[0] for level in self._levels if level)], ReleaseReason.INSTANCE_FREE
+            batch, full, preferred_length = self._candidate()
+            if full:
+                return batch, ReleaseReason.FULL
+            if preferred_length:
+                return batch[:preferred_length], ReleaseReason.PREFERRED
+            if self._delay_seconds == 0:
+                return batch, ReleaseReason.INSTANCE_FREE
+            waited = loop.time() - batch[0].enqueued_at
+            if waited >= self._delay_seconds:
+                return batch, ReleaseReason.DELAY
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), timeout=self._delay_seconds - waited)
+            except TimeoutError:
+                pass
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._instances.acquire()
+            try:
+                batch, reason = await self._next_batch()
+            except BaseException:
+                self._instances.release()
+                raise
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            for request in batch:
+                self._levels[request.level].remove(request)
+                request.state = _State.RUNNING
+                self._statistics.queue.add(int((now - request.enqueued_at) * 1e9))
+            self._queued -= len(batch)
+            task = loop.create_task(self._execute(batch, reason))
+            self._executions.add(task)
+            task.add_done_callback(self._executions.discard)
+
+    async def _execute(self, batch: list[_QueuedRequest], reason: ReleaseReason) -> None:
+        wanted = {name for request in batch for name in request.output_names}
+        output_names = [name for name in self._all_outputs if name in wanted]
+        loop = asyncio.get_running_loop()
+        try:
+            timings = await loop.run_in_executor(self._threads, _run_batch, self._run_graph, batch, output_names)
+        except Exception as error:  # ONNX Runtime's errors are untyped; only this batch fails
+            log.exception("model %s: execution of a batch of %d requests failed", self._label, len(batch))
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(ExecutionError(f"model '{self._label}' execution failed: {error}"))
+            return
+        finally:
+            self._instances.release()
+        self._statistics.record_execution(
+            batch_size=sum(request.rows for request in batch),
+            request_count=len(batch),
+            reason=reason,
+            input_ns=timings.input_ns,
+            infer_ns=timings.infer_ns,
+            output_ns=timings.output_ns,
+        )
+        for request, result in zip(batch, timings.results, strict=True):
+            if not request.future.done():
+                request.future.set_result(result)
+
+    async def close(self) -> None:
+        """Let running executions finish, stop forming batches, release the threads."""
+        if self._executions:
+            await asyncio.gather(*self._executions, return_exceptions=True)
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        self._threads.shutdown(wait=True)

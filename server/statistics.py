@@ -1,0 +1,75 @@
+"""Per-model counters in the shape of Triton's ModelStatistics: what ran, how long it queued and computed."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ReleaseReason(StrEnum):
+    """Why the batcher sent a batch to the model."""
+
+    FULL = "full"  # reached max_batch_size
+    PREFERRED = "preferred"  # reached one of preferred_batch_sizes
+    DELAY = "delay"  # its oldest request waited max_queue_delay_microseconds
+    INSTANCE_FREE = "instance_free"  # delay 0: whatever was queued when an instance came free
+
+
+@dataclass
+class Duration:
+    """A count and a total in nanoseconds, as Triton's StatisticDuration."""
+
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+
+@dataclass
+class BatchSizeStatistics:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+@dataclass
+class ModelStatistics:
+    """Updated only from the event loop thread, so it needs no lock."""
+
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    inference_count: int = 0  # rows
+    execution_count: int = 0  # batches run
+    last_inference_ms: int = 0
+    batches: dict[int, BatchSizeStatistics] = field(default_factory=dict)
+    release_reasons: Counter[ReleaseReason] = field(default_factory=Counter)
+
+    def record_execution(
+        self,
+        batch_size: int,
+        request_count: int,
+        reason: ReleaseReason,
+        input_ns: int,
+        infer_ns: int,
+        output_ns: int,
+    ) -> None:
+        """One batch ran: Triton counts compute per request, and per batch size in batch_stats."""
+        self.execution_count += 1
+        self.inference_count += batch_size
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        self.release_reasons[reason] += 1
+        self.compute_input.add(input_ns * request_count, request_count)
+        self.compute_infer.add(infer_ns * request_count, request_count)
+        self.compute_output.add(output_ns * request_count, request_count)
+        per_size = self.batches.setdefault(batch_size, BatchSizeStatistics())
+        per_size.compute_input.add(input_ns)
+        per_size.compute_infer.add(infer_ns)
+        per_size.compute_output.add(output_ns)
