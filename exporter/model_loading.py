@@ -15,15 +15,11 @@ def build_from_reference(reference: str) -> torch.nn.Module:
     """Call the factory named by `package.module:factory` (no arguments) and return its module."""
     module_name, sep, attribute_path = reference.partition(":")
     if not sep or not module_name or not attribute_path:
-        raise ModelReferenceError(
-            f"model reference {reference!r} is not of the form 'package.module:factory'"
-        )
+        raise ModelReferenceError(f"model reference {reference!r} is not of the form 'package.module:factory'")
     try:
         target: object = importlib.import_module(module_name)
     except Exception as error:  # an import can fail with anything its module raises
-        raise ModelReferenceError(
-            f"cannot import module {module_name!r} named in {reference!r}: {error}"
-        ) from error
+        raise ModelReferenceError(f"cannot import module {module_name!r} named in {reference!r}: {error}") from error
     for attribute in attribute_path.split("."):
         try:
             target = getattr(target, attribute)
@@ -38,9 +34,7 @@ def build_from_reference(reference: str) -> torch.nn.Module:
     except Exception as error:
         raise ModelReferenceError(f"factory {reference!r} raised {type(error).__name__}: {error}") from error
     if not isinstance(model, torch.nn.Module):
-        raise ModelReferenceError(
-            f"factory {reference!r} returned {type(model).__name__}; expected a torch.nn.Module"
-        )
+        raise ModelReferenceError(f"factory {reference!r} returned {type(model).__name__}; expected a torch.nn.Module")
     return model
 
 
@@ -51,9 +45,7 @@ def load_weights(module: torch.nn.Module, weights_path: Path) -> None:
         state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsMismatchError(f"cannot load weights from {weights_path}: {error}") from error
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(value, torch.Tensor) for value in state_dict.values()
-    ):
+    if not isinstance(state_dict, Mapping) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise WeightsMismatchError(
             f"weights file {weights_path} does not hold a state_dict (a mapping of names to tensors); "
             f"got {type(state_dict).__name__}"
@@ -66,9 +58,7 @@ def load_weights(module: torch.nn.Module, weights_path: Path) -> None:
     module.load_state_dict(state_dict, strict=True)
 
 
-def _state_dict_mismatches(
-    expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]
-) -> list[str]:
+def _state_dict_mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
     """Human-readable differences between the module's own state_dict and a loaded one."""
     problems: list[str] = []
     missing = sorted(set(expected) - set(given))

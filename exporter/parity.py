@@ -125,9 +125,7 @@ def check_parity(
                     rtol=rtol,
                 )
             )
-    return ParityReport(
-        batch_sizes=tuple(batch_sizes), atol=atol, rtol=rtol, seed=seed, comparisons=tuple(comparisons)
-    )
+    return ParityReport(batch_sizes=tuple(batch_sizes), atol=atol, rtol=rtol, seed=seed, comparisons=tuple(comparisons))
 
 
 def compare_output(
@@ -135,11 +133,11 @@ def compare_output(
 ) -> OutputComparison:
     """Pass when |actual - expected| <= atol + rtol * |expected| everywhere, as numpy.allclose decides."""
     if expected.shape != actual.shape:
-        problem = f"shape differs: PyTorch {list(expected.shape)}, ONNX Runtime {list(actual.shape)}"
-        return OutputComparison(batch_size, output, float("inf"), float("inf"), False, problem)
+        mismatch = f"shape differs: PyTorch {list(expected.shape)}, ONNX Runtime {list(actual.shape)}"
+        return OutputComparison(batch_size, output, float("inf"), float("inf"), False, mismatch)
     if expected.dtype != actual.dtype:
-        problem = f"dtype differs: PyTorch {expected.dtype}, ONNX Runtime {actual.dtype}"
-        return OutputComparison(batch_size, output, float("inf"), float("inf"), False, problem)
+        mismatch = f"dtype differs: PyTorch {expected.dtype}, ONNX Runtime {actual.dtype}"
+        return OutputComparison(batch_size, output, float("inf"), float("inf"), False, mismatch)
     expected64 = expected.astype(np.float64)
     actual64 = actual.astype(np.float64)
     # A NaN where PyTorch also has a NaN is agreement, not an error.
@@ -152,7 +150,7 @@ def compare_output(
     max_abs = float(abs_error.max()) if abs_error.size else 0.0
     max_rel = float((abs_error[nonzero] / magnitude[nonzero]).max()) if nonzero.any() else 0.0
     passed = bool(within.all())
-    problem = None
+    problem: str | None = None
     if not passed and not np.array_equal(np.isfinite(expected64), np.isfinite(actual64)):
         problem = "NaN or infinity in one runtime's output but not the other's"
     return OutputComparison(batch_size, output, max_abs, max_rel, passed, problem)

@@ -147,6 +147,7 @@ class Batcher:
         if self._scheduler is None:
             self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
         if self._queued >= self._max_queue_size:
+            self._statistics.record_queue_full()
             raise QueueFullError(f"model '{self._label}': queue is full ({self._max_queue_size} requests); retry later")
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -162,6 +163,7 @@ class Batcher:
         )
         self._levels[request.level].append(request)
         self._queued += 1
+        self._statistics.record_queue_depth(self._queued)
         self._arrival.set()
         started_ns = time.perf_counter_ns()
         try:
@@ -177,6 +179,7 @@ class Batcher:
         if timeout_seconds is not None:
             done, _ = await asyncio.wait({request.future}, timeout=max(0.0, timeout_seconds))
             if not done and request.state is _State.QUEUED:
+                self._statistics.record_deadline_expired()
                 raise DeadlineExceededError(
                     f"model '{self._label}': request timed out after {timeout_seconds * 1e6:.0f} us in the queue"
                 )
@@ -188,12 +191,14 @@ class Batcher:
         if request.state is _State.QUEUED:
             self._levels[request.level].remove(request)
             self._queued -= 1
+            self._statistics.record_queue_depth(self._queued)
             request.state = _State.GONE
 
     def _expire(self, now: float) -> None:
         for level in self._levels:
             for request in [r for r in level if r.deadline is not None and r.deadline <= now]:
                 self._forget(request)
+                self._statistics.record_deadline_expired()
                 if not request.future.done():
                     request.future.set_exception(
                         DeadlineExceededError(f"model '{self._label}': request timed out in the queue")
@@ -258,8 +263,9 @@ class Batcher:
             for request in batch:
                 self._levels[request.level].remove(request)
                 request.state = _State.RUNNING
-                self._statistics.queue.add(int((now - request.enqueued_at) * 1e9))
+                self._statistics.record_queue_wait(now - request.enqueued_at)
             self._queued -= len(batch)
+            self._statistics.record_queue_depth(self._queued)
             task = loop.create_task(self._execute(batch, reason))
             self._executions.add(task)
             task.add_done_callback(self._executions.discard)

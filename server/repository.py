@@ -7,6 +7,7 @@ reason; the others serve regardless.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from server.batcher import Batcher
 from server.config import ConfigError, ModelConfig, load_model_config
 from server.errors import ModelNotFoundError, ModelNotReadyError
+from server.metrics import ModelMetrics, record_model_failed, record_model_loaded, set_queue_capacity
 from server.runtime import ModelLoadError, OnnxSession
 from server.statistics import ModelStatistics
 
@@ -64,10 +66,21 @@ def _version_dirs(model_dir: Path) -> list[Path]:
     return sorted(versions, key=lambda path: int(path.name))
 
 
-def load_model_version(model_dir: Path, version_dir: Path, config: ModelConfig) -> LoadedModel:
+def load_model_version(model_dir: Path, version_dir: Path, config: ModelConfig, metrics_enabled: bool) -> LoadedModel:
     """Open one version's ONNX file with its config; raises ModelLoadError."""
+    started = time.perf_counter()
     session = OnnxSession(version_dir / MODEL_FILE_NAME, config)
-    statistics = ModelStatistics()
+    name, version = model_dir.name, version_dir.name
+    statistics = ModelStatistics(metrics=ModelMetrics.for_model(name, version) if metrics_enabled else None)
+    if metrics_enabled:
+        record_model_loaded(
+            name,
+            version,
+            provider=session.active_provider,
+            requested=",".join(config.execution_providers),
+            load_seconds=time.perf_counter() - started,
+        )
+        set_queue_capacity(name, version, session.config.dynamic_batching.max_queue_size)
     batcher = Batcher(session.run, session.config, statistics, label=f"{model_dir.name}/{version_dir.name}")
     return LoadedModel(
         name=model_dir.name,
@@ -82,8 +95,9 @@ def load_model_version(model_dir: Path, version_dir: Path, config: ModelConfig) 
 class ModelRepository:
     """Name/version -> loaded model, for every model folder under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, metrics_enabled: bool = True) -> None:
         self.root = root
+        self._metrics_enabled = metrics_enabled
         self._models: dict[str, list[ModelVersionStatus]] = {}
 
     def load_all(self) -> None:
@@ -101,14 +115,15 @@ class ModelRepository:
         newest = versions[-1]
         try:
             config = load_model_config(model_dir)
-            model = load_model_version(model_dir, newest, config)
+            model = load_model_version(model_dir, newest, config, self._metrics_enabled)
         except (ConfigError, ModelLoadError) as error:
             return self._failed(name, newest.name, str(error))
         return ModelVersionStatus(name=name, version=newest.name, state=ModelState.READY, model=model)
 
-    @staticmethod
-    def _failed(name: str, version: str, reason: str) -> ModelVersionStatus:
+    def _failed(self, name: str, version: str, reason: str) -> ModelVersionStatus:
         log.error("model %s version %s failed to load: %s", name, version or "-", reason)
+        if self._metrics_enabled:
+            record_model_failed(name, version)
         return ModelVersionStatus(name=name, version=version, state=ModelState.UNAVAILABLE, reason=reason)
 
     def get(self, name: str, version: str = "") -> LoadedModel:
@@ -127,6 +142,9 @@ class ModelRepository:
                 return status.model
         reasons = "; ".join(status.reason for status in statuses if status.reason)
         raise ModelNotReadyError(f"model '{name}' is not ready: {reasons or 'no ready version'}")
+
+    def model_names(self) -> list[str]:
+        return list(self._models)
 
     def versions(self, name: str) -> list[str]:
         return [status.version for status in self._models.get(name, []) if status.version]

@@ -5,7 +5,9 @@ It knows the wire messages and the repository; it does not know ONNX Runtime.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -13,6 +15,7 @@ import grpc
 from server.config import ModelConfig
 from server.datatypes import triton_type_name
 from server.errors import InvalidRequestError, RequestError
+from server.metrics import UNKNOWN_MODEL, record_request
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol import model_config_pb2 as mc
@@ -118,8 +121,15 @@ def model_statistics_message(model: LoadedModel) -> pb.ModelStatistics:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
 
-    def __init__(self, repository: ModelRepository, max_elements_per_input: int, strict_readiness: bool) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        max_elements_per_input: int,
+        strict_readiness: bool,
+        metrics_enabled: bool = True,
+    ) -> None:
         self._repository = repository
+        self._metrics_enabled = metrics_enabled
         self._max_elements = max_elements_per_input
         self._strict_readiness = strict_readiness
         self.accepting = True
@@ -188,15 +198,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        started = time.perf_counter()
+        model: LoadedModel | None = None
+        code = "OK"
         try:
             if not request.model_name:
                 raise InvalidRequestError("model_name: required")
             model = self._repository.get(request.model_name, request.model_version)
-            decoded = decode_request(request, model.config, self._max_elements)
+            return await self._infer(model, request, context)
         except RequestError as error:
+            code = error.status.name
             await _abort(context, error)
             raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            if self._metrics_enabled:
+                self._record(request, model, code, time.perf_counter() - started)
+
+    async def _infer(
+        self, model: LoadedModel, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        metrics = model.statistics.metrics
+        if metrics is not None:
+            metrics.inflight.inc()
         try:
+            decoded = decode_request(request, model.config, self._max_elements)
             outputs = await model.batcher.infer(
                 decoded.inputs,
                 decoded.output_names,
@@ -204,10 +232,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 priority=decoded.priority,
                 timeout_seconds=_timeout_seconds(decoded.timeout_microseconds, model.config, context),
             )
-        except RequestError as error:
-            await _abort(context, error)
-            raise
+        finally:
+            if metrics is not None:
+                metrics.inflight.dec()
         return encode_response(request, model.name, model.version, outputs)
+
+    def _record(self, request: pb.ModelInferRequest, model: LoadedModel | None, code: str, seconds: float) -> None:
+        if model is None:
+            # A name the repository knows (a model that failed to load) is a bounded label; any other is not.
+            known = request.model_name in self._repository.model_names()
+            record_request(request.model_name if known else UNKNOWN_MODEL, request.model_version, code)
+            return
+        record_request(model.name, model.version, code)
+        if model.statistics.metrics is not None:
+            model.statistics.metrics.request_duration.observe(seconds)
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext

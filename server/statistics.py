@@ -1,4 +1,7 @@
-"""Per-model counters in the shape of Triton's ModelStatistics: what ran, how long it queued and computed."""
+"""What the batcher reports about one model version: Triton's ModelStatistics, and the Prometheus metrics.
+
+Both outlets are fed from these few methods, so the batcher records each fact once.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from server.metrics import ModelMetrics
 
 
 class ReleaseReason(StrEnum):
@@ -51,6 +56,24 @@ class ModelStatistics:
     last_inference_ms: int = 0
     batches: dict[int, BatchSizeStatistics] = field(default_factory=dict)
     release_reasons: Counter[ReleaseReason] = field(default_factory=Counter)
+    metrics: ModelMetrics | None = None  # None: Prometheus recording is off
+
+    def record_queue_wait(self, seconds: float) -> None:
+        self.queue.add(int(seconds * 1e9))
+        if self.metrics is not None:
+            self.metrics.queue_wait.observe(seconds)
+
+    def record_queue_depth(self, depth: int) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(depth)
+
+    def record_queue_full(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_rejections.inc()
+
+    def record_deadline_expired(self) -> None:
+        if self.metrics is not None:
+            self.metrics.deadline_expiries.inc()
 
     def record_execution(
         self,
@@ -73,3 +96,8 @@ class ModelStatistics:
         per_size.compute_input.add(input_ns)
         per_size.compute_infer.add(infer_ns)
         per_size.compute_output.add(output_ns)
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(batch_size)
+            self.metrics.compute_duration.observe((input_ns + infer_ns + output_ns) / 1e9)
+            self.metrics.inferences.inc(batch_size)
+            self.metrics.execution(reason.value).inc()

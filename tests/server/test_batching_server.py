@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -89,10 +90,13 @@ def test_timeout_parameter_expires_a_queued_request_with_deadline_exceeded(batch
             return f"{error.status()} {error.message()}"
         return "OK"
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        blocker = pool.submit(call, None)
-        late = pool.submit(call, 1_000)  # 1 ms: expires while the blocker holds the only instance
-        assert blocker.result() == "OK"
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        blockers = [pool.submit(call, None)]
+        time.sleep(0.05)
+        blockers.append(pool.submit(call, None))  # runs after the first: the instance stays busy a while
+        time.sleep(0.05)
+        late = pool.submit(call, 1_000)  # 1 ms: expires while the blockers hold the only instance
+        assert [blocker.result() for blocker in blockers] == ["OK", "OK"]
         assert late.result().startswith("StatusCode.DEADLINE_EXCEEDED")
         assert "timed out" in late.result()
 

@@ -1,0 +1,133 @@
+"""Tau's Prometheus metrics: defined once, in prometheus_client's one default registry.
+
+Each metric is recorded where the thing it measures happens: request outcomes
+and end-to-end time at the gRPC edge, queue wait and batch formation in the
+batcher, compute time around the ONNX Runtime call, load state in the
+repository. docs/metrics.md lists every metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+# Sub-millisecond resolution for small CPU models, up to seconds for big batches.
+LATENCY_BUCKETS_SECONDS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MODEL_LABELS = ("model", "version")
+# Requests for models that do not exist are counted under this name, so a client cannot grow label cardinality.
+UNKNOWN_MODEL = "_unknown"
+
+REQUESTS = Counter(
+    "tau_requests", "ModelInfer requests by outcome and gRPC status code", [*MODEL_LABELS, "outcome", "code"]
+)
+REQUEST_DURATION = Histogram(
+    "tau_request_duration_seconds",
+    "ModelInfer time from receipt to response, at the gRPC edge",
+    MODEL_LABELS,
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
+QUEUE_WAIT = Histogram(
+    "tau_queue_wait_seconds",
+    "Time a request waited in the batcher's queue before its batch started",
+    MODEL_LABELS,
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
+COMPUTE_DURATION = Histogram(
+    "tau_compute_duration_seconds",
+    "Time one batch took in ONNX Runtime (concatenate, run, split)",
+    MODEL_LABELS,
+    buckets=LATENCY_BUCKETS_SECONDS,
+)
+BATCH_SIZE = Histogram(
+    "tau_batch_size_rows", "Rows in each batch the batcher formed", MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS
+)
+EXECUTIONS = Counter("tau_executions", "Batches run, by why the batcher released them", [*MODEL_LABELS, "reason"])
+INFERENCES = Counter("tau_inferences", "Rows inferred (Triton's inference count)", MODEL_LABELS)
+QUEUE_DEPTH = Gauge("tau_queue_depth_requests", "Requests waiting in the batcher's queue", MODEL_LABELS)
+QUEUE_CAPACITY = Gauge("tau_queue_capacity_requests", "The queue's max_queue_size", MODEL_LABELS)
+INFLIGHT = Gauge("tau_inflight_requests", "ModelInfer calls being handled (queued or running)", MODEL_LABELS)
+QUEUE_REJECTIONS = Counter("tau_queue_rejections", "Requests refused because the queue was full", MODEL_LABELS)
+DEADLINE_EXPIRIES = Counter("tau_deadline_expiries", "Requests whose deadline passed while queued", MODEL_LABELS)
+MODEL_READY = Gauge("tau_model_ready", "1 when the model version serves, 0 when it failed to load", MODEL_LABELS)
+MODEL_LOAD_DURATION = Gauge("tau_model_load_duration_seconds", "How long the model version took to load", MODEL_LABELS)
+EXECUTION_PROVIDER = Info(
+    "tau_model_execution_provider", "The ONNX Runtime execution provider actually active for the model", MODEL_LABELS
+)
+
+
+@dataclass
+class ModelMetrics:
+    """One model version's metric children, resolved once so the hot path does no label lookups."""
+
+    request_duration: Histogram
+    queue_wait: Histogram
+    compute_duration: Histogram
+    batch_size: Histogram
+    inferences: Counter
+    queue_depth: Gauge
+    inflight: Gauge
+    queue_rejections: Counter
+    deadline_expiries: Counter
+    model: str
+    version: str
+
+    @classmethod
+    def for_model(cls, model: str, version: str) -> ModelMetrics:
+        labels = (model, version)
+        return cls(
+            request_duration=REQUEST_DURATION.labels(*labels),
+            queue_wait=QUEUE_WAIT.labels(*labels),
+            compute_duration=COMPUTE_DURATION.labels(*labels),
+            batch_size=BATCH_SIZE.labels(*labels),
+            inferences=INFERENCES.labels(*labels),
+            queue_depth=QUEUE_DEPTH.labels(*labels),
+            inflight=INFLIGHT.labels(*labels),
+            queue_rejections=QUEUE_REJECTIONS.labels(*labels),
+            deadline_expiries=DEADLINE_EXPIRIES.labels(*labels),
+            model=model,
+            version=version,
+        )
+
+    def execution(self, reason: str) -> Counter:
+        return EXECUTIONS.labels(self.model, self.version, reason)
+
+
+def record_request(model: str, version: str, code: str) -> None:
+    """Count one ModelInfer outcome at the gRPC edge; `code` is the gRPC status name."""
+    REQUESTS.labels(model, version, "success" if code == "OK" else "failure", code).inc()
+
+
+def record_model_loaded(model: str, version: str, provider: str, requested: str, load_seconds: float) -> None:
+    MODEL_READY.labels(model, version).set(1)
+    MODEL_LOAD_DURATION.labels(model, version).set(load_seconds)
+    EXECUTION_PROVIDER.labels(model, version).info({"provider": provider, "requested": requested})
+
+
+def record_model_failed(model: str, version: str) -> None:
+    MODEL_READY.labels(model, version).set(0)
+
+
+def set_queue_capacity(model: str, version: str, capacity: int) -> None:
+    QUEUE_CAPACITY.labels(model, version).set(capacity)
