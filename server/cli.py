@@ -19,12 +19,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    log = logging.getLogger("tau")
     if settings.metrics_port:
-        start_metrics_endpoint(settings.metrics_port)
+        start_metrics_endpoint(settings.metrics_port, settings.grpc_host)
+        log.info("metrics: http://%s:%d/metrics", settings.grpc_host, settings.metrics_port)
+    else:
+        log.info("metrics: off (--metrics-port 0), nothing is recorded")
     try:
         asyncio.run(serve(settings))
     except (FileNotFoundError, RuntimeError) as error:
-        logging.getLogger("tau").error("%s", error)
+        log.error("%s", error)
         return 2
     return 0
 
