@@ -63,6 +63,13 @@ def test_reflection_lists_the_inference_and_health_services(healthy_server: Serv
 
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(healthy_repository: Path, tmp_path: Path) -> None:
     server = ServerProcess(healthy_repository, tmp_path / "shutdown.log")
+    try:
+        _assert_in_flight_requests_survive_sigterm(server)
+    finally:
+        server.stop()
+
+
+def _assert_in_flight_requests_survive_sigterm(server: ServerProcess) -> None:
     server.wait_until_live()
     client = triton.InferenceServerClient(server.address)
     data = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)
