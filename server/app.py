@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,6 +16,7 @@ from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol.pool import POOL
 from server.repository import ModelRepository
+from server.repository_poller import RepositoryPoller
 from server.runtime import check_single_onnxruntime
 from server.servicer import InferenceServicer
 from server.settings import Settings
@@ -35,15 +38,17 @@ class TauServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.repository = ModelRepository(settings.model_repository)
-        self.servicer = InferenceServicer(self.repository, settings.max_elements_per_input, settings.strict_readiness)
+        metrics_enabled = settings.metrics_port != 0
+        self.repository = ModelRepository(settings.model_repository, metrics_enabled, on_change=self._state_changed)
+        self.servicer = InferenceServicer(self.repository, settings, metrics_enabled)
+        self._background: set[asyncio.Task[None]] = set()
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
         check_single_onnxruntime()
-        self.repository.load_all()
+        await self._load_initial_models()
         server = grpc.aio.server(options=_grpc_options(self.settings))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -55,7 +60,31 @@ class TauServer:
         await server.start()
         self._server = server
         await self._publish_health()
+        if self.settings.model_control_mode == "poll":
+            poller = RepositoryPoller(self.repository, self.settings.repository_poll_secs)
+            self._spawn(poller.run())
         log.info("serving %s on %s:%d", self.settings.model_repository, self.settings.grpc_host, self.bound_port)
+
+    async def _load_initial_models(self) -> None:
+        if not self.settings.model_repository.is_dir():
+            raise FileNotFoundError(f"model repository {self.settings.model_repository} is not a directory")
+        names = self.repository.folder_names()
+        if self.settings.model_control_mode == "explicit" and "*" not in self.settings.load_model:
+            missing = [name for name in self.settings.load_model if name not in names]
+            if missing:
+                log.error("--load-model names models that are not in the repository: %s", missing)
+            names = [name for name in names if name in self.settings.load_model]
+        await self.repository.load_models(names)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _state_changed(self) -> None:
+        """A model changed state: readiness and health follow at once."""
+        if self._server is not None:
+            self._spawn(self._publish_health())
 
     async def _publish_health(self) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
@@ -67,6 +96,8 @@ class TauServer:
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, release the models."""
         self.servicer.accepting = False
+        for task in list(self._background):
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.grace_period_seconds)

@@ -119,6 +119,9 @@ class Batcher:
         self._threads = ThreadPoolExecutor(max_workers=config.instance_count, thread_name_prefix=f"ort-{label}")
         self._executions: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
+        self._active = 0  # admitted requests not yet answered, queued or running
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def queued(self) -> int:
@@ -163,6 +166,8 @@ class Batcher:
         )
         self._levels[request.level].append(request)
         self._queued += 1
+        self._active += 1
+        self._idle.clear()
         self._statistics.record_queue_depth(self._queued)
         self._arrival.set()
         started_ns = time.perf_counter_ns()
@@ -172,6 +177,10 @@ class Batcher:
             self._forget(request)
             self._statistics.fail.add(time.perf_counter_ns() - started_ns)
             raise
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
         self._statistics.success.add(time.perf_counter_ns() - started_ns)
         return result
 
@@ -295,6 +304,21 @@ class Batcher:
         for request, result in zip(batch, timings.results, strict=True):
             if not request.future.done():
                 request.future.set_result(result)
+
+    async def drain(self) -> None:
+        """Wait until every admitted request has been answered (new ones may still arrive meanwhile)."""
+        await self._idle.wait()
+
+    def fail_queued(self, error: Exception) -> int:
+        """Answer every request still waiting in the queue with `error`; returns how many."""
+        failed = 0
+        for level in self._levels:
+            for request in list(level):
+                self._forget(request)
+                if not request.future.done():
+                    request.future.set_exception(error)
+                    failed += 1
+        return failed
 
     async def close(self) -> None:
         """Let running executions finish, stop forming batches, release the threads."""

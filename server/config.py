@@ -51,6 +51,31 @@ class DynamicBatchingConfig:
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which version folders to serve, as Triton's version_policy: latest N, all, or specific ones."""
+
+    kind: str = "latest"  # "latest", "all" or "specific"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def select(self, available: list[int]) -> list[int]:
+        """The versions to serve among `available` (sorted ascending)."""
+        if self.kind == "all":
+            return list(available)
+        if self.kind == "specific":
+            return [version for version in available if version in self.versions]
+        return available[-self.num_versions :]
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """Batches run through the model before it is marked ready, so no user request pays for first-run setup."""
+
+    batch_sizes: tuple[int, ...] = ()  # empty: no warmup
+    data: str = "zero"  # "zero" or "random"
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything that decides how one model is loaded and served."""
 
@@ -65,6 +90,8 @@ class ModelConfig:
     instance_count: int = 1
     intra_op_threads: int = 0  # 0: sized to the CPUs this process may use
     dynamic_batching: DynamicBatchingConfig = field(default_factory=DynamicBatchingConfig)
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
     labels: tuple[str, ...] = ()
 
     def with_graph_defaults(
@@ -91,6 +118,8 @@ _TOP_LEVEL_KEYS = {
     "instance_count",
     "intra_op_threads",
     "dynamic_batching",
+    "version_policy",
+    "warmup",
     "labels",
 }
 
@@ -164,6 +193,41 @@ def _parse_batching(raw: Any) -> DynamicBatchingConfig:
     return batching
 
 
+def _parse_version_policy(raw: Any) -> VersionPolicy:
+    expected = 'one of {"latest": {"num_versions": N}}, {"all": {}}, {"specific": {"versions": [...]}}'
+    _expect(raw, dict, "version_policy", expected)
+    if len(raw) != 1 or next(iter(raw)) not in ("latest", "all", "specific"):
+        raise ConfigError(f"version_policy: expected {expected}, got {raw!r}")
+    kind, body = next(iter(raw.items()))
+    _expect(body, dict, f"version_policy.{kind}", "an object")
+    if kind == "latest":
+        count = _non_negative_int(body.get("num_versions", 1), "version_policy.latest.num_versions")
+        if count < 1:
+            raise ConfigError("version_policy.latest.num_versions: expected at least 1")
+        return VersionPolicy(kind="latest", num_versions=count)
+    if kind == "specific":
+        versions = _expect(body.get("versions"), list, "version_policy.specific.versions", "a list of versions")
+        return VersionPolicy(
+            kind="specific",
+            versions=tuple(_non_negative_int(v, "version_policy.specific.versions") for v in versions),
+        )
+    return VersionPolicy(kind="all")
+
+
+def _parse_warmup(raw: Any) -> WarmupConfig:
+    _expect(raw, dict, "warmup", 'an object like {"batch_sizes": [1, 8], "data": "zero"}')
+    unknown = set(raw) - {"batch_sizes", "data"}
+    if unknown:
+        raise ConfigError(f"warmup: unknown keys {sorted(unknown)}; expected batch_sizes, data")
+    sizes = _expect(raw.get("batch_sizes", [1]), list, "warmup.batch_sizes", "a list of positive integers")
+    if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes):
+        raise ConfigError(f"warmup.batch_sizes: expected positive integers, got {sizes}")
+    data = raw.get("data", "zero")
+    if data not in ("zero", "random"):
+        raise ConfigError(f"warmup.data: expected 'zero' or 'random', got {data!r}")
+    return WarmupConfig(batch_sizes=tuple(sizes), data=data)
+
+
 def parse_model_config(raw: Any, model_name: str) -> ModelConfig:
     """Check a decoded config.json and turn it into a ModelConfig for `model_name`."""
     _expect(raw, dict, "config", "a JSON object")
@@ -202,6 +266,8 @@ def parse_model_config(raw: Any, model_name: str) -> ModelConfig:
         instance_count=instance_count,
         intra_op_threads=_non_negative_int(raw.get("intra_op_threads", 0), "intra_op_threads"),
         dynamic_batching=_parse_batching(raw.get("dynamic_batching", {})),
+        version_policy=_parse_version_policy(raw["version_policy"]) if "version_policy" in raw else VersionPolicy(),
+        warmup=_parse_warmup(raw["warmup"]) if "warmup" in raw else WarmupConfig(),
         labels=tuple(str(label) for label in labels),
     )
 

@@ -37,3 +37,15 @@ class ExecutionError(RequestError):
     """The model raised while running a batch; only that batch's requests fail."""
 
     status = grpc.StatusCode.INTERNAL
+
+
+class ControlModeError(RequestError):
+    """Load/unload asked of a server whose model control mode does not allow it."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class LoadFailedError(RequestError):
+    """A load request whose model (or one of its versions) failed to load; what served before still serves."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION

@@ -131,3 +131,7 @@ def record_model_failed(model: str, version: str) -> None:
 
 def set_queue_capacity(model: str, version: str, capacity: int) -> None:
     QUEUE_CAPACITY.labels(model, version).set(capacity)
+
+
+def record_model_unloaded(model: str, version: str) -> None:
+    MODEL_READY.labels(model, version).set(0)

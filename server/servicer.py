@@ -6,29 +6,34 @@ It knows the wire messages and the repository; it does not know ONNX Runtime.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
 
 import grpc
 
-from server.config import ModelConfig
+from server.config import ConfigError, ModelConfig
 from server.datatypes import triton_type_name
-from server.errors import InvalidRequestError, RequestError
+from server.errors import ControlModeError, InvalidRequestError, LoadFailedError, RequestError
 from server.metrics import UNKNOWN_MODEL, record_request
+from server.model_loader import LoadedModel
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol import model_config_pb2 as mc
-from server.repository import LoadedModel, ModelRepository
+from server.repository import ModelRepository
+from server.runtime import ModelLoadError
+from server.settings import Settings
 from server.statistics import Duration
 from server.tensor_codec import decode_request, encode_response
+from server.triton_config import from_triton_json, looks_like_triton
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "tau"
 SERVER_VERSION = "0.1.0"
 # Only what is really implemented: tritonclient and KServe tooling read this list.
-SERVER_EXTENSIONS = ("model_configuration", "parameters", "schedule_policy", "statistics")
+SERVER_EXTENSIONS = ("model_configuration", "model_repository", "parameters", "schedule_policy", "statistics")
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
@@ -46,7 +51,13 @@ def model_config_message(model: LoadedModel) -> mc.ModelConfig:
         max_batch_size=config.max_batch_size or 0,
         default_model_filename="model.onnx",
     )
-    message.version_policy.latest.num_versions = 1
+    policy = config.version_policy
+    if policy.kind == "all":
+        message.version_policy.all.SetInParent()
+    elif policy.kind == "specific":
+        message.version_policy.specific.versions.extend(policy.versions)
+    else:
+        message.version_policy.latest.num_versions = policy.num_versions
     for spec in config.inputs:
         message.input.add(name=spec.name, data_type=triton_type_name(spec.datatype), dims=spec.shape)
     for spec in config.outputs:
@@ -118,26 +129,44 @@ def model_statistics_message(model: LoadedModel) -> pb.ModelStatistics:
     return message
 
 
+def _load_override(request: pb.RepositoryModelLoadRequest) -> dict[str, Any] | None:
+    """The config override tritonclient's load_model(config=...) sends, in Tau's or Triton's JSON form."""
+    for key in request.parameters:
+        if key.startswith("file:"):
+            raise InvalidRequestError(
+                f"parameter '{key}': file overrides are not supported; put files in the repository"
+            )
+    if "config" not in request.parameters:
+        return None
+    text = request.parameters["config"].string_param
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidRequestError(f"parameter 'config': not valid JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("parameter 'config': expected a JSON object")
+    try:
+        return from_triton_json(raw) if looks_like_triton(raw) else raw
+    except ConfigError as error:
+        raise InvalidRequestError(f"parameter 'config': {error}") from error
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
 
-    def __init__(
-        self,
-        repository: ModelRepository,
-        max_elements_per_input: int,
-        strict_readiness: bool,
-        metrics_enabled: bool = True,
-    ) -> None:
+    def __init__(self, repository: ModelRepository, settings: Settings, metrics_enabled: bool = True) -> None:
         self._repository = repository
+        self._settings = settings
         self._metrics_enabled = metrics_enabled
-        self._max_elements = max_elements_per_input
-        self._strict_readiness = strict_readiness
+        self._max_elements = settings.max_elements_per_input
         self.accepting = True
 
     def server_ready(self) -> bool:
         if not self.accepting:
             return False
-        return self._repository.all_ready() if self._strict_readiness else True
+        if self._settings.required_models:
+            return self._repository.all_ready(self._settings.required_models)
+        return self._repository.all_ready() if self._settings.strict_readiness else True
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -167,7 +196,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         assert config.inputs is not None and config.outputs is not None
         batch_dim = [-1] if config.max_batch_size else []
         response = pb.ModelMetadataResponse(
-            name=model.name, versions=self._repository.versions(model.name), platform=config.platform
+            name=model.name, versions=self._repository.ready_versions(model.name), platform=config.platform
         )
         for spec in config.inputs:
             response.inputs.add(name=spec.name, datatype=spec.datatype, shape=batch_dim + list(spec.shape))
@@ -259,3 +288,37 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, error)
             raise
         return pb.ModelStatisticsResponse(model_stats=[model_statistics_message(model) for model in models])
+
+    def _check_control_mode(self) -> None:
+        if self._settings.model_control_mode != "explicit":
+            raise ControlModeError(
+                f"model load/unload is not allowed in model control mode '{self._settings.model_control_mode}'; "
+                "start the server with --model-control-mode explicit"
+            )
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        try:
+            self._check_control_mode()
+            override = _load_override(request)
+            try:
+                await self._repository.load(request.model_name, override)
+            except ModelLoadError as error:
+                raise LoadFailedError(str(error)) from error
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        try:
+            self._check_control_mode()
+            fail_queued = request.parameters["fail_queued"].bool_param if "fail_queued" in request.parameters else False
+            await self._repository.unload(request.model_name, fail_queued=fail_queued)
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+        return pb.RepositoryModelUnloadResponse()

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "TAU_"
+# Triton's model control modes: load everything and never change; load on request only; follow the folder.
+CONTROL_MODES = ("none", "explicit", "poll")
 # grpcio's 4 MiB default is far below what tritonclient may send (up to 2 GB).
 MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 
@@ -30,7 +32,17 @@ class Settings:
     max_elements_per_input: int = 2**28
     grace_period_seconds: float = 30.0
     strict_readiness: bool = True
+    required_models: tuple[str, ...] = ()
+    model_control_mode: str = "none"
+    load_model: tuple[str, ...] = ()
+    repository_poll_secs: float = 15.0
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.model_control_mode not in CONTROL_MODES:
+            raise ValueError(f"model_control_mode: expected one of {CONTROL_MODES}, got {self.model_control_mode!r}")
+        if self.repository_poll_secs <= 0:
+            raise ValueError(f"repository_poll_secs: expected a positive number, got {self.repository_poll_secs}")
 
 
 _HELP = {
@@ -42,6 +54,11 @@ _HELP = {
     "max_elements_per_input": "largest element count one input tensor may declare; bigger is refused unread",
     "grace_period_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "strict_readiness": "server is ready only when every model is ready (Triton's --strict-readiness)",
+    "required_models": "repeatable: when set, the server is ready exactly when each of these models is ready",
+    "model_control_mode": "none: load all at start, never change; explicit: load --load-model at start, then "
+    "only via the load/unload API; poll: load all, then follow changes in the repository",
+    "load_model": "repeatable: models to load at start in explicit mode ('*' = all)",
+    "repository_poll_secs": "poll mode: seconds between repository scans",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -60,6 +77,10 @@ def _converter(annotation: Any) -> Callable[[str], Any]:
     return kind
 
 
+def _is_list(annotation: Any) -> bool:
+    return str(annotation).startswith("tuple[")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tau-serve",
@@ -69,13 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for spec in fields(Settings):
         flag = "--" + spec.name.replace("_", "-")
-        parser.add_argument(
-            flag,
-            dest=spec.name,
-            type=_converter(spec.type),
-            default=None,
-            help=f"{_HELP[spec.name]} (env {ENV_PREFIX}{spec.name.upper()}; default {spec.default})",
-        )
+        help_text = f"{_HELP[spec.name]} (env {ENV_PREFIX}{spec.name.upper()}"
+        if _is_list(spec.type):
+            parser.add_argument(
+                flag, dest=spec.name, action="append", default=None, help=f"{help_text}, comma-separated)"
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=spec.name,
+                type=_converter(spec.type),
+                default=None,
+                help=f"{help_text}; default {spec.default})",
+            )
     return parser
 
 
@@ -90,9 +117,20 @@ def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | N
             values[spec.name] = parsed[spec.name]
             continue
         env_value = environ.get(ENV_PREFIX + spec.name.upper())
-        if env_value is not None:
-            try:
-                values[spec.name] = _converter(spec.type)(env_value)
-            except (ValueError, argparse.ArgumentTypeError) as error:
-                parser.error(f"{ENV_PREFIX}{spec.name.upper()}={env_value!r}: {error}")
-    return Settings(**values)
+        if env_value is None:
+            continue
+        if _is_list(spec.type):
+            values[spec.name] = tuple(item.strip() for item in env_value.split(",") if item.strip())
+            continue
+        try:
+            values[spec.name] = _converter(spec.type)(env_value)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            parser.error(f"{ENV_PREFIX}{spec.name.upper()}={env_value!r}: {error}")
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    try:
+        return Settings(**values)
+    except ValueError as error:
+        parser.error(str(error))
+        raise  # parser.error exits; this keeps type checkers content

@@ -35,7 +35,13 @@ def test_good_model_is_ready_and_failed_one_is_not(client: triton.InferenceServe
 def test_server_metadata_lists_only_implemented_extensions(client: triton.InferenceServerClient) -> None:
     metadata = client.get_server_metadata()
     assert metadata.name == "tau"
-    assert set(metadata.extensions) == {"model_configuration", "parameters", "schedule_policy", "statistics"}
+    assert set(metadata.extensions) == {
+        "model_configuration",
+        "model_repository",
+        "parameters",
+        "schedule_policy",
+        "statistics",
+    }
 
 
 def test_model_metadata_is_inferred_from_a_graph_without_config(client: triton.InferenceServerClient) -> None:
