@@ -179,7 +179,11 @@ class ModelRepository:
                 raise ModelLoadError(f"model '{name}': {self._failures[name]}")
             self._failures.pop(name, None)
             failures = await self._load_versions(name, model_dir, config, wanted)
-            self._retire_unwanted(name, {str(v) for v in wanted})
+            if failures:
+                # A version that should replace others failed: the others keep serving.
+                log.warning("model %s: keeping the versions that served, since a new one failed", name)
+            else:
+                self._retire_unwanted(name, {str(v) for v in wanted})
             self._on_change()
             if failures:
                 raise ModelLoadError(f"model '{name}': " + "; ".join(failures))

@@ -94,3 +94,15 @@ def slow_model(path: Path, width: int = 1024, depth: int = 256) -> Path:
         initializer=[numpy_helper.from_array(weight, name="weight")],
     )
     return _save(graph, path)
+
+
+def offset_model(path: Path, offset: float, width: int = 4) -> Path:
+    """OUTPUT0 = INPUT0 + offset: versions of one model that answer distinguishably."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["INPUT0", "offset"], ["OUTPUT0"])],
+        "offset",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", width])],
+        initializer=[numpy_helper.from_array(np.array([offset], np.float32), name="offset")],
+    )
+    return _save(graph, path)
