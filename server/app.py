@@ -12,12 +12,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.grpc_handlers import inference_service_handler
 from server.protocol import grpc_service_pb2 as pb
-from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol.pool import POOL
 from server.repository import ModelRepository
 from server.repository_poller import RepositoryPoller
 from server.runtime import check_single_onnxruntime
+from server.security import BearerTokenInterceptor, load_tokens, server_credentials
 from server.servicer import InferenceServicer
 from server.settings import Settings
 
@@ -30,7 +31,16 @@ def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
     ]
+
+
+def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    tokens = load_tokens(settings)
+    if not tokens:
+        return []
+    log.info("bearer-token authentication on (%d tokens)", len(tokens))
+    return [BearerTokenInterceptor(tokens, open_health=settings.auth_open_health)]
 
 
 class TauServer:
@@ -49,14 +59,19 @@ class TauServer:
     async def start(self) -> None:
         check_single_onnxruntime()
         await self._load_initial_models()
-        server = grpc.aio.server(options=_grpc_options(self.settings))
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, server)
+        server = grpc.aio.server(options=_grpc_options(self.settings), interceptors=_interceptors(self.settings))
+        server.add_generic_rpc_handlers((inference_service_handler(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=POOL
         )
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.bound_port = server.add_insecure_port(address)
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            self.bound_port = server.add_insecure_port(address)
+        else:
+            self.bound_port = server.add_secure_port(address, credentials)
+            log.info("TLS on%s", " with client certificates required" if self.settings.tls_client_ca_file else "")
         await server.start()
         self._server = server
         await self._publish_health()

@@ -8,21 +8,18 @@ import sys
 from collections.abc import Sequence
 
 from server.app import serve
+from server.logging_setup import configure_logging
 from server.metrics_endpoint import start_metrics_endpoint
 from server.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("tau")
     if settings.metrics_port:
-        start_metrics_endpoint(settings.metrics_port, settings.grpc_host)
-        log.info("metrics: http://%s:%d/metrics", settings.grpc_host, settings.metrics_port)
+        start_metrics_endpoint(settings.metrics_port, settings.metrics_host)
+        log.info("metrics: http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     else:
         log.info("metrics: off (--metrics-port 0), nothing is recorded")
     try:

@@ -151,6 +151,26 @@ def _load_override(request: pb.RepositoryModelLoadRequest) -> dict[str, Any] | N
         raise InvalidRequestError(f"parameter 'config': {error}") from error
 
 
+# Client mistakes are the client's business (DEBUG); the server's own refusals are worth an INFO line.
+_CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+
+
+def _log_refusal(request: pb.ModelInferRequest, error: RequestError) -> None:
+    level = logging.DEBUG if error.status in _CLIENT_ERRORS else logging.INFO
+    if log.isEnabledFor(level):
+        # Ids and names are bounded in the log; tensor contents never appear.
+        log.log(
+            level,
+            "ModelInfer refused: %s",
+            str(error)[:500],
+            extra={
+                "request_id": request.id[:128],
+                "model": request.model_name[:128],
+                "code": error.status.name,
+            },
+        )
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
 
@@ -237,6 +257,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return await self._infer(model, request, context)
         except RequestError as error:
             code = error.status.name
+            _log_refusal(request, error)
             await _abort(context, error)
             raise
         except asyncio.CancelledError:
@@ -253,7 +274,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if metrics is not None:
             metrics.inflight.inc()
         try:
-            decoded = decode_request(request, model.config, self._max_elements)
+            decoded = decode_request(request, model.config, self._max_elements, self._settings.max_inputs_per_request)
             outputs = await model.batcher.infer(
                 decoded.inputs,
                 decoded.output_names,

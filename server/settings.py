@@ -27,9 +27,18 @@ class Settings:
     model_repository: Path = Path("models")
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 8001
+    metrics_host: str = "0.0.0.0"
     metrics_port: int = 8002  # 0 turns the metrics endpoint off
     max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES
     max_elements_per_input: int = 2**28
+    max_inputs_per_request: int = 64
+    max_concurrent_streams: int = 1024
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    auth_token_file: str = ""
+    auth_tokens: tuple[str, ...] = ()
+    auth_open_health: bool = True
     grace_period_seconds: float = 30.0
     strict_readiness: bool = True
     required_models: tuple[str, ...] = ()
@@ -37,8 +46,15 @@ class Settings:
     load_model: tuple[str, ...] = ()
     repository_poll_secs: float = 15.0
     log_level: str = "INFO"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format: expected 'text' or 'json', got {self.log_format!r}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file: give both, or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
         if self.model_control_mode not in CONTROL_MODES:
             raise ValueError(f"model_control_mode: expected one of {CONTROL_MODES}, got {self.model_control_mode!r}")
         if self.repository_poll_secs <= 0:
@@ -49,9 +65,18 @@ _HELP = {
     "model_repository": "folder of <model>/<version>/model.onnx (+ optional <model>/config.json)",
     "grpc_host": "address the gRPC server binds",
     "grpc_port": "gRPC port (Triton's default: 8001)",
+    "metrics_host": "address the metrics endpoint binds (may differ from the gRPC one)",
     "metrics_port": "Prometheus /metrics HTTP port (Triton's default: 8002); 0 disables it",
     "max_message_bytes": "largest gRPC message received or sent, in bytes",
     "max_elements_per_input": "largest element count one input tensor may declare; bigger is refused unread",
+    "max_inputs_per_request": "most input tensors one request may carry",
+    "max_concurrent_streams": "most concurrent calls on one client connection",
+    "tls_cert_file": "PEM server certificate (chain): serve gRPC over TLS (reloaded when the files change)",
+    "tls_key_file": "PEM private key of tls_cert_file",
+    "tls_client_ca_file": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
+    "auth_token_file": "file of accepted bearer tokens, one per line: calls without one get UNAUTHENTICATED",
+    "auth_tokens": "accepted bearer tokens (prefer the env variable or the file: flags show up in ps)",
+    "auth_open_health": "with tokens set, leave the health and reflection services open for probes",
     "grace_period_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "strict_readiness": "server is ready only when every model is ready (Triton's --strict-readiness)",
     "required_models": "repeatable: when set, the server is ready exactly when each of these models is ready",
@@ -60,6 +85,7 @@ _HELP = {
     "load_model": "repeatable: models to load at start in explicit mode ('*' = all)",
     "repository_poll_secs": "poll mode: seconds between repository scans",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text or json (one JSON object per line, with the request id where there is one)",
 }
 
 

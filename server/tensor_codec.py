@@ -162,9 +162,13 @@ def _scheduling_parameters(parameters: dict[str, Any], config: ModelConfig) -> t
     return (priority if levels else 0), timeout
 
 
-def decode_request(request: pb.ModelInferRequest, config: ModelConfig, max_elements: int) -> DecodedRequest:
+def decode_request(
+    request: pb.ModelInferRequest, config: ModelConfig, max_elements: int, max_inputs: int = 64
+) -> DecodedRequest:
     """Check `request` against the model's config and return its tensors as numpy arrays."""
     assert config.inputs is not None and config.max_batch_size is not None
+    if len(request.inputs) > max_inputs:
+        raise InvalidRequestError(f"inputs: {len(request.inputs)} tensors, more than the limit of {max_inputs}")
     specs = {spec.name: spec for spec in config.inputs}
     _check_input_names(request, specs, config.name)
     raw = request.raw_input_contents

@@ -30,7 +30,8 @@ def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     broken.write_bytes(b"not onnx")
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "metrics.log"
-    with running_server(root, log, ["--metrics-port", str(port), "--strict-readiness", "false"]) as process:
+    args = ["--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--strict-readiness", "false"]
+    with running_server(root, log, args) as process:
         assert f"metrics: http://127.0.0.1:{port}/metrics" in process.log()
         yield process, port
 
