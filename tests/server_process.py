@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -29,8 +30,20 @@ def free_port() -> int:
 class ServerProcess:
     """A running server: its gRPC address, its log file, its process."""
 
-    def __init__(self, repository: Path, log_path: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        log_path: Path,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        tls_root_certificates: str | None = None,
+        tls_client_cert: tuple[str, str] | None = None,
+        auth_token: str | None = None,
+    ) -> None:
         self.port = free_port()
+        self._tls_root_certificates = tls_root_certificates
+        self._tls_client_cert = tls_client_cert
+        self._auth_token = auth_token
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         args = [
@@ -47,19 +60,31 @@ class ServerProcess:
             "0",
             *(extra_args or []),
         ]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
+    def channel(self) -> grpc.Channel:
+        """A channel to this server, over TLS when it serves TLS."""
+        if self._tls_root_certificates is None:
+            return grpc.insecure_channel(self.address)
+        key = chain = None
+        if self._tls_client_cert is not None:
+            chain = Path(self._tls_client_cert[0]).read_bytes()
+            key = Path(self._tls_client_cert[1]).read_bytes()
+        credentials = grpc.ssl_channel_credentials(Path(self._tls_root_certificates).read_bytes(), key, chain)
+        return grpc.secure_channel(self.address, credentials)
+
     def wait_until_live(self, timeout_seconds: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_seconds
-        with grpc.insecure_channel(self.address) as channel:
+        metadata = [("authorization", f"Bearer {self._auth_token}")] if self._auth_token else None
+        with self.channel() as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
                 try:
-                    if stub.ServerLive(pb.ServerLiveRequest(), timeout=1.0).live:
+                    if stub.ServerLive(pb.ServerLiveRequest(), timeout=1.0, metadata=metadata).live:
                         return
                 except grpc.RpcError:
                     time.sleep(0.1)
@@ -82,8 +107,14 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(repository: Path, log_path: Path, extra_args: list[str] | None = None) -> Iterator[ServerProcess]:
-    server = ServerProcess(repository, log_path, extra_args)
+def running_server(
+    repository: Path,
+    log_path: Path,
+    extra_args: list[str] | None = None,
+    **options: Any,
+) -> Iterator[ServerProcess]:
+    """A live server for the `with` block, stopped with SIGTERM after; options as ServerProcess takes them."""
+    server = ServerProcess(repository, log_path, extra_args, **options)
     try:
         server.wait_until_live()
         yield server

@@ -106,3 +106,16 @@ def offset_model(path: Path, offset: float, width: int = 4) -> Path:
         initializer=[numpy_helper.from_array(np.array([offset], np.float32), name="offset")],
     )
     return _save(graph, path)
+
+
+def gather_model(path: Path, table_size: int = 10) -> Path:
+    """OUTPUT0 = table[INDICES]: an index out of range makes ONNX Runtime raise at run time."""
+    table = np.arange(table_size, dtype=np.float32) * 10
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "INDICES"], ["OUTPUT0"], axis=0)],
+        "gather",
+        [helper.make_tensor_value_info("INDICES", TensorProto.INT64, ["batch", 1])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(table, name="table")],
+    )
+    return _save(graph, path)
