@@ -119,6 +119,10 @@ class Batcher:
         self._threads = ThreadPoolExecutor(max_workers=config.instance_count, thread_name_prefix=f"ort-{label}")
         self._executions: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
+        self._instance_count = config.instance_count
+        # Recent execution time per request (exponentially weighted), to refuse at admission a request
+        # whose deadline would pass in the queue anyway, instead of letting it wait and expire.
+        self._seconds_per_request = 0.0
         self._active = 0  # admitted requests not yet answered, queued or running
         self._idle = asyncio.Event()
         self._idle.set()
@@ -152,6 +156,13 @@ class Batcher:
         if self._queued >= self._max_queue_size:
             self._statistics.record_queue_full()
             raise QueueFullError(f"model '{self._label}': queue is full ({self._max_queue_size} requests); retry later")
+        expected_wait = self._queued * self._seconds_per_request / self._instance_count
+        if timeout_seconds is not None and expected_wait > timeout_seconds:
+            self._statistics.record_queue_full()
+            raise QueueFullError(
+                f"model '{self._label}': queue is full for this deadline: the expected wait of "
+                f"{expected_wait * 1e3:.0f} ms exceeds the request's {timeout_seconds * 1e3:.0f} ms; retry later"
+            )
         loop = asyncio.get_running_loop()
         now = loop.time()
         request = _QueuedRequest(
@@ -293,6 +304,10 @@ class Batcher:
             return
         finally:
             self._instances.release()
+        per_request = (timings.input_ns + timings.infer_ns + timings.output_ns) / 1e9 / len(batch)
+        self._seconds_per_request = (
+            per_request if not self._seconds_per_request else (0.8 * self._seconds_per_request + 0.2 * per_request)
+        )
         self._statistics.record_execution(
             batch_size=sum(request.rows for request in batch),
             request_count=len(batch),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
@@ -38,8 +39,9 @@ def add_sub_session(tmp_path_factory: pytest.TempPathFactory) -> OnnxSession:
 class GatedGraph:
     """Runs the real session, optionally waiting for the test to open the gate; records each batch's rows."""
 
-    def __init__(self, session: OnnxSession, gated: bool = False) -> None:
+    def __init__(self, session: OnnxSession, gated: bool = False, seconds_per_call: float = 0.0) -> None:
         self.session = session
+        self.seconds_per_call = seconds_per_call
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
@@ -49,6 +51,7 @@ class GatedGraph:
     def __call__(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         self.started.set()
         self.gate.wait(timeout=30)
+        time.sleep(self.seconds_per_call)
         self.batch_rows.append(next(iter(inputs.values())).shape[0])
         return self.session.run(inputs, output_names)
 
@@ -335,5 +338,29 @@ def test_failing_execution_fails_only_its_batch(add_sub_session: OnnxSession) ->
         result = await batcher.infer(rows_of(1, 1), OUTPUTS, rows=1)
         np.testing.assert_array_equal(result["OUTPUT0"], add_sub_session.run(rows_of(1, 1), OUTPUTS)["OUTPUT0"])
         await batcher.close()
+
+    run(scenario())
+
+
+def test_request_whose_deadline_the_queue_cannot_meet_is_refused_at_admission(add_sub_session: OnnxSession) -> None:
+    graph = GatedGraph(add_sub_session, seconds_per_call=0.05)
+
+    async def scenario() -> None:
+        batcher, statistics = make_batcher(add_sub_session, graph, enabled=False)
+        await batcher.infer(rows_of(0, 1), OUTPUTS, rows=1)  # teaches the batcher ~50 ms per request
+        graph.gate.clear()
+        graph.started.clear()
+        running = asyncio.ensure_future(batcher.infer(rows_of(1, 1), OUTPUTS, rows=1))
+        await wait_started(graph)
+        queued = [asyncio.ensure_future(batcher.infer(rows_of(i, 1), OUTPUTS, rows=1)) for i in (2, 3, 4)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="queue is full for this deadline"):
+            await batcher.infer(rows_of(5, 1), OUTPUTS, rows=1, timeout_seconds=0.01)
+        generous = asyncio.ensure_future(batcher.infer(rows_of(6, 1), OUTPUTS, rows=1, timeout_seconds=30))
+        await asyncio.sleep(0)
+        graph.gate.set()
+        await asyncio.gather(running, *queued, generous)
+        await batcher.close()
+        assert statistics.inference_count == 6  # every admitted request ran; the refused one did not
 
     run(scenario())

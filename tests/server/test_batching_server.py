@@ -77,7 +77,7 @@ def test_full_queue_answers_unavailable_and_admitted_requests_succeed(batching_s
     assert set(outcomes) == {"OK", "StatusCode.UNAVAILABLE"}
 
 
-def test_timeout_parameter_expires_a_queued_request_with_deadline_exceeded(batching_server: ServerProcess) -> None:
+def test_timeout_the_queue_cannot_meet_is_refused_at_once_with_unavailable(batching_server: ServerProcess) -> None:
     client = triton.InferenceServerClient(batching_server.address)
     data = np.ones((64, 1024), np.float32)
 
@@ -90,15 +90,19 @@ def test_timeout_parameter_expires_a_queued_request_with_deadline_exceeded(batch
             return f"{error.status()} {error.message()}"
         return "OK"
 
+    assert call(None) == "OK"  # the server now knows what a request of this model costs
     with ThreadPoolExecutor(max_workers=3) as pool:
         blockers = [pool.submit(call, None)]
         time.sleep(0.05)
-        blockers.append(pool.submit(call, None))  # runs after the first: the instance stays busy a while
+        blockers.append(pool.submit(call, None))  # queued behind the first
         time.sleep(0.05)
-        late = pool.submit(call, 1_000)  # 1 ms: expires while the blockers hold the only instance
+        started = time.monotonic()
+        late = pool.submit(call, 1_000).result()  # 1 ms cannot be met behind a queued request
+        refused_after = time.monotonic() - started
         assert [blocker.result() for blocker in blockers] == ["OK", "OK"]
-        assert late.result().startswith("StatusCode.DEADLINE_EXCEEDED")
-        assert "timed out" in late.result()
+    assert late.startswith("StatusCode.UNAVAILABLE")
+    assert "queue is full for this deadline" in late
+    assert refused_after < 0.15  # refused at admission, not after waiting
 
 
 def test_batch_over_max_batch_size_names_the_limit(batching_server: ServerProcess) -> None:
