@@ -76,6 +76,59 @@ class WarmupConfig:
 
 
 @dataclass(frozen=True)
+class OnnxRuntimeConfig:
+    """ONNX Runtime session settings beyond the thread count (see docs/performance.md for measurements)."""
+
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"  # disabled, basic, extended, all
+    optimized_model_path: str = ""  # where to save the optimized graph ("" = don't)
+    enable_cpu_mem_arena: bool = True
+    # Spinning pool threads take the CPU the gRPC side needs on small machines; off unless asked.
+    allow_spinning: bool = False
+    execution_mode: str = "sequential"  # or "parallel" (uses inter_op_threads)
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    """CUDA and TensorRT provider options, and I/O binding."""
+
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"  # EXHAUSTIVE, HEURISTIC, DEFAULT
+    gpu_mem_limit_bytes: int = 0  # 0: no limit
+    tensorrt_fp16: bool = False
+    tensorrt_engine_cache_path: str = ""  # "" = no engine cache
+    # Inputs go to the device once per batch and outputs come back once (bind_cpu_input/bind_output).
+    io_binding: bool = False
+
+
+_CHOICES = {
+    "graph_optimization_level": ("disabled", "basic", "extended", "all"),
+    "execution_mode": ("sequential", "parallel"),
+    "cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
+}
+
+
+def _parse_flat(raw: Any, key: str, kind: type[Any]) -> Any:
+    """A block of plain int/bool/str settings, checked against the dataclass `kind`'s fields."""
+    _expect(raw, dict, key, "an object")
+    fields_by_name = kind.__dataclass_fields__
+    unknown = set(raw) - set(fields_by_name)
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; expected some of {sorted(fields_by_name)}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        default = fields_by_name[name].default
+        if isinstance(default, bool):
+            values[name] = _expect(value, bool, f"{key}.{name}", "true or false")
+        elif isinstance(default, int):
+            values[name] = _non_negative_int(value, f"{key}.{name}")
+        else:
+            values[name] = _expect(value, str, f"{key}.{name}", "a string")
+            if name in _CHOICES and value not in _CHOICES[name]:
+                raise ConfigError(f"{key}.{name}: expected one of {list(_CHOICES[name])}, got {value!r}")
+    return kind(**values)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything that decides how one model is loaded and served."""
 
@@ -92,6 +145,8 @@ class ModelConfig:
     dynamic_batching: DynamicBatchingConfig = field(default_factory=DynamicBatchingConfig)
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    onnxruntime: OnnxRuntimeConfig = field(default_factory=OnnxRuntimeConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
     labels: tuple[str, ...] = ()
 
     def with_graph_defaults(
@@ -120,6 +175,8 @@ _TOP_LEVEL_KEYS = {
     "dynamic_batching",
     "version_policy",
     "warmup",
+    "onnxruntime",
+    "gpu",
     "labels",
 }
 
@@ -268,6 +325,8 @@ def parse_model_config(raw: Any, model_name: str) -> ModelConfig:
         dynamic_batching=_parse_batching(raw.get("dynamic_batching", {})),
         version_policy=_parse_version_policy(raw["version_policy"]) if "version_policy" in raw else VersionPolicy(),
         warmup=_parse_warmup(raw["warmup"]) if "warmup" in raw else WarmupConfig(),
+        onnxruntime=_parse_flat(raw.get("onnxruntime", {}), "onnxruntime", OnnxRuntimeConfig),
+        gpu=_parse_flat(raw.get("gpu", {}), "gpu", GpuConfig),
         labels=tuple(str(label) for label in labels),
     )
 

@@ -33,23 +33,48 @@ class ModelLoadError(RuntimeError):
     """A model that cannot serve; the message says why."""
 
 
-def _provider_list(config: ModelConfig) -> list[str | tuple[str, dict[str, Any]]]:
+_GRAPH_OPTIMIZATION = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def provider_options(config: ModelConfig) -> list[str | tuple[str, dict[str, Any]]]:
+    """The providers to ask ONNX Runtime for, in preference order, with their options."""
+    gpu = config.gpu
     providers: list[str | tuple[str, dict[str, Any]]] = []
     for name in config.execution_providers:
-        ort_name = ORT_PROVIDER_BY_NAME[name]
-        if ort_name in GPU_PROVIDERS:
-            providers.append((ort_name, {"device_id": config.gpu_device_id}))
+        if name == "tensorrt":
+            options: dict[str, Any] = {"device_id": config.gpu_device_id, "trt_fp16_enable": gpu.tensorrt_fp16}
+            if gpu.tensorrt_engine_cache_path:
+                options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": gpu.tensorrt_engine_cache_path}
+            providers.append(("TensorrtExecutionProvider", options))
+        elif name == "cuda":
+            options = {"device_id": config.gpu_device_id, "cudnn_conv_algo_search": gpu.cudnn_conv_algo_search}
+            if gpu.gpu_mem_limit_bytes:
+                options["gpu_mem_limit"] = gpu.gpu_mem_limit_bytes
+            providers.append(("CUDAExecutionProvider", options))
         else:
-            providers.append(ort_name)
+            providers.append("CPUExecutionProvider")
     return providers
 
 
-def _session_options(config: ModelConfig) -> ort.SessionOptions:
+def session_options(config: ModelConfig) -> ort.SessionOptions:
+    settings = config.onnxruntime
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.intra_op_threads or default_intra_op_threads()
-    options.inter_op_num_threads = 1
-    # Spinning pool threads burn the CPU the gRPC threads need between requests.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _GRAPH_OPTIMIZATION[settings.graph_optimization_level]
+    options.enable_cpu_mem_arena = settings.enable_cpu_mem_arena
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if settings.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    if settings.optimized_model_path:
+        options.optimized_model_filepath = settings.optimized_model_path
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.allow_spinning else "0")
     options.log_severity_level = 3
     return options
 
@@ -88,13 +113,37 @@ def _check_against_graph(declared: tuple[TensorSpec, ...], graph: tuple[TensorSp
             )
 
 
+def _available(
+    providers: list[str | tuple[str, dict[str, Any]]], config: ModelConfig
+) -> list[str | tuple[str, dict[str, Any]]]:
+    """Drop the providers this ONNX Runtime build lacks (it refuses to start otherwise), saying so."""
+    available = set(ort.get_available_providers())
+    kept = [p for p in providers if (p if isinstance(p, str) else p[0]) in available]
+    dropped = [p if isinstance(p, str) else p[0] for p in providers if p not in kept]
+    if dropped:
+        log.warning(
+            "model %s: this ONNX Runtime build has no %s (available: %s)", config.name, dropped, sorted(available)
+        )
+    if config.require_gpu and not any((p if isinstance(p, str) else p[0]) in GPU_PROVIDERS for p in kept):
+        raise ModelLoadError(
+            f"require_gpu is set but no GPU execution provider is available; available: {sorted(available)}"
+        )
+    if not kept:
+        raise ModelLoadError(
+            f"none of the requested execution providers {list(config.execution_providers)} is available; "
+            f"available: {sorted(available)}"
+        )
+    return kept
+
+
 class OnnxSession:
     """One loaded ONNX model, with the config completed from its graph."""
 
     def __init__(self, model_path: Path, config: ModelConfig) -> None:
+        providers = _available(provider_options(config), config)
         try:
             self._session = ort.InferenceSession(
-                str(model_path), sess_options=_session_options(config), providers=_provider_list(config)
+                str(model_path), sess_options=session_options(config), providers=providers
             )
         except Exception as error:  # ORT raises its own untyped errors for corrupt files
             raise ModelLoadError(f"ONNX Runtime could not load {model_path}: {error}") from error
@@ -146,10 +195,28 @@ class OnnxSession:
         _check_against_graph(completed.outputs, graph_outputs, "outputs")
         return completed
 
+    @property
+    def device(self) -> str:
+        """Where the graph's tensors live: "cuda" when a GPU provider is active, else "cpu"."""
+        return "cuda" if self.active_provider in GPU_PROVIDERS else "cpu"
+
     def run(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         """Run the graph once; blocks, and releases the GIL while ONNX Runtime computes."""
+        if self.config.gpu.io_binding:
+            return self._run_bound(inputs, output_names)
         results = self._session.run(output_names, inputs)
         return dict(zip(output_names, results, strict=True))
+
+    def _run_bound(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        """I/O binding: each input is copied to the device once per batch, each output back once."""
+        binding = self._session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name in output_names:
+            # Outputs bound to the CPU are copied off the device once, at the end of the run.
+            binding.bind_output(name, "cpu")
+        self._session.run_with_iobinding(binding)
+        return dict(zip(output_names, binding.copy_outputs_to_cpu(), strict=True))
 
 
 def check_single_onnxruntime() -> None:
