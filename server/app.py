@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.cpus import share_cpus_among
 from server.grpc_handlers import inference_service_handler
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol.pool import POOL
@@ -46,9 +47,11 @@ def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
 class TauServer:
     """One gRPC server over one model repository."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics_enabled: bool | None = None) -> None:
         self.settings = settings
-        metrics_enabled = settings.metrics_port != 0
+        share_cpus_among(settings.worker_count)
+        if metrics_enabled is None:
+            metrics_enabled = settings.metrics_port != 0
         self.repository = ModelRepository(settings.model_repository, metrics_enabled, on_change=self._state_changed)
         self.servicer = InferenceServicer(self.repository, settings, metrics_enabled)
         self._background: set[asyncio.Task[None]] = set()
@@ -120,9 +123,9 @@ class TauServer:
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, metrics_enabled: bool | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    tau = TauServer(settings)
+    tau = TauServer(settings, metrics_enabled)
     await tau.start()
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()

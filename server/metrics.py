@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram
 
 # Sub-millisecond resolution for small CPU models, up to seconds for big batches.
 LATENCY_BUCKETS_SECONDS = (
@@ -65,15 +65,39 @@ BATCH_SIZE = Histogram(
 )
 EXECUTIONS = Counter("tau_executions", "Batches run, by why the batcher released them", [*MODEL_LABELS, "reason"])
 INFERENCES = Counter("tau_inferences", "Rows inferred (Triton's inference count)", MODEL_LABELS)
-QUEUE_DEPTH = Gauge("tau_queue_depth_requests", "Requests waiting in the batcher's queue", MODEL_LABELS)
-QUEUE_CAPACITY = Gauge("tau_queue_capacity_requests", "The queue's max_queue_size", MODEL_LABELS)
-INFLIGHT = Gauge("tau_inflight_requests", "ModelInfer calls being handled (queued or running)", MODEL_LABELS)
+# multiprocess_mode says how --workers N processes add up (ignored with one process).
+QUEUE_DEPTH = Gauge(
+    "tau_queue_depth_requests", "Requests waiting in the batcher's queue", MODEL_LABELS, multiprocess_mode="livesum"
+)
+QUEUE_CAPACITY = Gauge(
+    "tau_queue_capacity_requests", "The queue's max_queue_size", MODEL_LABELS, multiprocess_mode="livesum"
+)
+INFLIGHT = Gauge(
+    "tau_inflight_requests",
+    "ModelInfer calls being handled (queued or running)",
+    MODEL_LABELS,
+    multiprocess_mode="livesum",
+)
 QUEUE_REJECTIONS = Counter("tau_queue_rejections", "Requests refused because the queue was full", MODEL_LABELS)
 DEADLINE_EXPIRIES = Counter("tau_deadline_expiries", "Requests whose deadline passed while queued", MODEL_LABELS)
-MODEL_READY = Gauge("tau_model_ready", "1 when the model version serves, 0 when it failed to load", MODEL_LABELS)
-MODEL_LOAD_DURATION = Gauge("tau_model_load_duration_seconds", "How long the model version took to load", MODEL_LABELS)
-EXECUTION_PROVIDER = Info(
-    "tau_model_execution_provider", "The ONNX Runtime execution provider actually active for the model", MODEL_LABELS
+MODEL_READY = Gauge(
+    "tau_model_ready",
+    "1 when the model version serves (in every worker), 0 when it failed to load",
+    MODEL_LABELS,
+    multiprocess_mode="livemin",
+)
+MODEL_LOAD_DURATION = Gauge(
+    "tau_model_load_duration_seconds",
+    "How long the model version took to load",
+    MODEL_LABELS,
+    multiprocess_mode="livemax",
+)
+# An info-style gauge (value 1) rather than prometheus_client's Info, which multiprocess mode cannot aggregate.
+EXECUTION_PROVIDER = Gauge(
+    "tau_model_execution_provider_info",
+    "The ONNX Runtime execution provider actually active for the model (value 1)",
+    [*MODEL_LABELS, "provider", "requested"],
+    multiprocess_mode="livemax",
 )
 
 
@@ -122,7 +146,7 @@ def record_request(model: str, version: str, code: str) -> None:
 def record_model_loaded(model: str, version: str, provider: str, requested: str, load_seconds: float) -> None:
     MODEL_READY.labels(model, version).set(1)
     MODEL_LOAD_DURATION.labels(model, version).set(load_seconds)
-    EXECUTION_PROVIDER.labels(model, version).info({"provider": provider, "requested": requested})
+    EXECUTION_PROVIDER.labels(model, version, provider, requested).set(1)
 
 
 def record_model_failed(model: str, version: str) -> None:

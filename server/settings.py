@@ -45,6 +45,8 @@ class Settings:
     model_control_mode: str = "none"
     load_model: tuple[str, ...] = ()
     repository_poll_secs: float = 15.0
+    workers: int = 0  # 0: one per CPU this process may use (one in explicit mode)
+    worker_count: int = 1  # set by the supervisor: how many workers share the CPUs
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -57,6 +59,11 @@ class Settings:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
         if self.model_control_mode not in CONTROL_MODES:
             raise ValueError(f"model_control_mode: expected one of {CONTROL_MODES}, got {self.model_control_mode!r}")
+        if self.workers > 1 and self.model_control_mode == "explicit":
+            raise ValueError(
+                "workers: explicit model control needs a single worker (a load request would reach only one); "
+                "use --workers 1, or model control mode none or poll"
+            )
         if self.repository_poll_secs <= 0:
             raise ValueError(f"repository_poll_secs: expected a positive number, got {self.repository_poll_secs}")
 
@@ -84,6 +91,9 @@ _HELP = {
     "only via the load/unload API; poll: load all, then follow changes in the repository",
     "load_model": "repeatable: models to load at start in explicit mode ('*' = all)",
     "repository_poll_secs": "poll mode: seconds between repository scans",
+    "workers": "server processes sharing the gRPC port (0 = one per CPU this process may use, "
+    "or 1 in explicit mode); more than 1 needs model control mode none or poll",
+    "worker_count": "internal: set by the worker supervisor",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "text or json (one JSON object per line, with the request id where there is one)",
 }

@@ -58,6 +58,8 @@ class ServerProcess:
             str(self.port),
             "--metrics-port",
             "0",
+            "--workers",
+            "1",
             *(extra_args or []),
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
