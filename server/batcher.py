@@ -182,29 +182,24 @@ class Batcher:
         self._statistics.record_queue_depth(self._queued)
         self._arrival.set()
         started_ns = time.perf_counter_ns()
+        # A timer rather than asyncio.wait: one handle per request, cancelled when the answer comes.
+        expiry = loop.call_at(request.deadline, self._expire, request) if request.deadline is not None else None
         try:
-            result = await self._wait(request, timeout_seconds)
+            # Cancelling this await (a gRPC cancellation) cancels the future: a queued request then
+            # leaves the queue below; one already in a batch runs to the end, its answer dropped.
+            result = await request.future
         except BaseException:
             self._forget(request)
             self._statistics.fail.add(time.perf_counter_ns() - started_ns)
             raise
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._active -= 1
             if not self._active:
                 self._idle.set()
         self._statistics.success.add(time.perf_counter_ns() - started_ns)
         return result
-
-    async def _wait(self, request: _QueuedRequest, timeout_seconds: float | None) -> Tensors:
-        if timeout_seconds is not None:
-            done, _ = await asyncio.wait({request.future}, timeout=max(0.0, timeout_seconds))
-            if not done and request.state is _State.QUEUED:
-                self._statistics.record_deadline_expired()
-                raise DeadlineExceededError(
-                    f"model '{self._label}': request timed out after {timeout_seconds * 1e6:.0f} us in the queue"
-                )
-        # Once in a batch it runs to the end; cancelling here only stops waiting.
-        return await asyncio.shield(request.future)
 
     def _forget(self, request: _QueuedRequest) -> None:
         """Take a cancelled or expired request out of the queue so it never runs."""
@@ -214,15 +209,19 @@ class Batcher:
             self._statistics.record_queue_depth(self._queued)
             request.state = _State.GONE
 
-    def _expire(self, now: float) -> None:
-        for level in self._levels:
-            for request in [r for r in level if r.deadline is not None and r.deadline <= now]:
-                self._forget(request)
-                self._statistics.record_deadline_expired()
-                if not request.future.done():
-                    request.future.set_exception(
-                        DeadlineExceededError(f"model '{self._label}': request timed out in the queue")
-                    )
+    def _expire(self, request: _QueuedRequest) -> None:
+        """The request's deadline passed: if it is still queued, it never runs."""
+        if request.state is not _State.QUEUED:
+            return
+        self._forget(request)
+        self._statistics.record_deadline_expired()
+        if not request.future.done():
+            timeout = (request.deadline or request.enqueued_at) - request.enqueued_at
+            request.future.set_exception(
+                DeadlineExceededError(
+                    f"model '{self._label}': request timed out after {timeout * 1e6:.0f} us in the queue"
+                )
+            )
 
     def _candidate(self) -> tuple[list[_QueuedRequest], bool, int]:
         """The batch the head of the queue would form: (requests, cannot grow, length of the preferred prefix)."""
@@ -247,7 +246,6 @@ class Batcher:
     async def _next_batch(self) -> tuple[list[_QueuedRequest], ReleaseReason]:
         loop = asyncio.get_running_loop()
         while True:
-            self._expire(loop.time())
             if not self._queued:
                 self._arrival.clear()
                 await self._arrival.wait()

@@ -22,8 +22,8 @@ def test_burst_at_five_times_capacity_sheds_load_and_recovers(tmp_path: Path) ->
     assert burst["lost"] == 0
     assert outcomes.get("OK", 0) > 0 and outcomes.get("UNAVAILABLE", 0) > 0
     assert set(outcomes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}
-    # Admitted requests finish within their deadline; expiries are rare leftovers of the cost estimate.
-    assert burst["admitted_within_deadline"] == outcomes["OK"]
+    # OK itself means "within the deadline" (gRPC enforces it); expiries are rare leftovers of the
+    # admission estimate. (Client-side timings are not compared: the client shares the CPUs.)
     assert outcomes.get("DEADLINE_EXCEEDED", 0) <= 0.02 * burst["tried"]
     assert burst["refusal_p50_ms"] < 50
     assert result["rss_peak_mib"] - result["rss_before_mib"] < 200
