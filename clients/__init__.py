@@ -1,5 +1,11 @@
-"""Tau's Python client: numpy in, numpy out, over the V2 gRPC protocol."""
+"""Tau's Python clients: numpy in, numpy out, over the V2 gRPC protocol (sync and asyncio).
 
-from clients.grpc_client import InferenceError, TauClient
+Batch scoring of whole files lives in `clients.score` (`tau-score`).
+"""
 
-__all__ = ["InferenceError", "TauClient"]
+from clients.aio_client import AsyncTauClient
+from clients.errors import InferenceError
+from clients.grpc_client import TauClient
+from clients.retry import NO_RETRIES, RetryEvent, RetryPolicy
+
+__all__ = ["NO_RETRIES", "AsyncTauClient", "InferenceError", "RetryEvent", "RetryPolicy", "TauClient"]
