@@ -1,6 +1,7 @@
 """Export PyTorch models to ONNX, prove parity with ONNX Runtime, and publish them into a model repository."""
 
 from exporter.errors import (
+    CalibrationDataError,
     ConversionError,
     ExportArgumentError,
     ExportError,
@@ -13,8 +14,12 @@ from exporter.errors import (
 )
 from exporter.export import ExportResult, export_model
 from exporter.parity import OutputComparison, ParityReport
+from exporter.precision import DEFAULT_TOLERANCES, PRECISIONS, Precision, Tolerances
 
 __all__ = [
+    "DEFAULT_TOLERANCES",
+    "PRECISIONS",
+    "CalibrationDataError",
     "ConversionError",
     "ExportArgumentError",
     "ExportError",
@@ -25,7 +30,9 @@ __all__ = [
     "OutputComparison",
     "ParityError",
     "ParityReport",
+    "Precision",
     "RepositoryError",
+    "Tolerances",
     "WeightsMismatchError",
     "export_model",
 ]

@@ -2,6 +2,8 @@
 
     tau-export --model pkg.module:factory [--weights w.pt] --repository models --name cnn --input-shape 3,32,32
     tau-export --torchscript model.pt --repository models --name cnn --input-shape 3,32,32
+    tau-export --model pkg.module:factory --repository models --name cnn --input-shape 3,32,32 \
+        --precision int8-static --calibration-data calibration.npy
     tau-export examples --repository models
 
 Exit codes: 0 published; 1 the export failed (nothing was published; the reason is on stderr);
@@ -16,11 +18,14 @@ from pathlib import Path
 
 import torch
 
+from exporter.calibration import load_calibration_file
 from exporter.datatypes import DATATYPE_BY_TORCH_DTYPE
 from exporter.errors import ExportError
 from exporter.examples import export_examples
 from exporter.export import ExportResult, export_model
 from exporter.model_loading import build_from_reference, load_torchscript, load_weights
+from exporter.precision import PRECISIONS, describe_precisions
+from exporter.speed import DEFAULT_SPEED_RUNS, SPEED_THREADS
 
 EXIT_OK = 0
 EXIT_EXPORT_FAILED = 1
@@ -68,6 +73,7 @@ def _export_from_options(options: argparse.Namespace) -> ExportResult:
         module = build_from_reference(options.model)
         if options.weights is not None:
             load_weights(module, options.weights)
+    calibration = None if options.calibration_data is None else load_calibration_file(options.calibration_data)
     return export_model(
         module,
         repository=options.repository,
@@ -81,24 +87,44 @@ def _export_from_options(options: argparse.Namespace) -> ExportResult:
         opset=options.opset,
         max_batch_size=options.max_batch_size,
         parity_batch_sizes=options.parity_batch_sizes,
+        precision=options.precision,
+        calibration_data=calibration,
         atol=options.atol,
         rtol=options.rtol,
+        speed_batch_sizes=options.speed_batch_sizes,
+        speed_runs=options.speed_runs,
         labels=options.labels,
     )
 
 
 def _summary(result: ExportResult) -> str:
     parity = result.parity
-    errors = "; ".join(
-        f"{output} max abs error {worst['max_abs_error']:.3g}, max rel error {worst['max_rel_error']:.3g}"
-        for output, worst in parity.max_errors().items()
-    )
+    errors = "; ".join(_output_errors(output, worst) for output, worst in parity.max_errors().items())
     batch_sizes = ", ".join(str(size) for size in parity.batch_sizes)
-    return (
+    lines = [
         f"published {result.name} version {result.version}: {result.model_path} "
-        f"(opset {result.opset}, {result.exporter} exporter)\n"
-        f"  parity at batch sizes {batch_sizes} (atol {parity.atol:g}, rtol {parity.rtol:g}): {errors}"
-    )
+        f"(opset {result.opset}, {result.exporter} exporter, {result.precision})",
+        f"  parity at batch sizes {batch_sizes} on {parity.input_source} inputs "
+        f"(atol {parity.atol:g}, rtol {parity.rtol:g}): {errors}",
+    ]
+    if result.speed is not None:
+        speed = result.speed
+        timings = "; ".join(
+            f"batch {t.batch_size} {t.fp32_latency_ms:.3g} -> {t.latency_ms:.3g} ms ({t.speedup:.2f}x)"
+            for t in speed.timings
+        )
+        lines.append(
+            f"  speed vs fp32 (median of {speed.runs} runs, {SPEED_THREADS} thread): {timings}; "
+            f"size {speed.fp32_model_bytes / 1e3:.1f} -> {speed.model_bytes / 1e3:.1f} kB"
+        )
+    return "\n".join(lines)
+
+
+def _output_errors(output: str, worst: dict[str, float]) -> str:
+    text = f"{output} max abs error {worst['max_abs_error']:.3g}, max rel error {worst['max_rel_error']:.3g}"
+    if "top1_agreement" in worst:
+        text += f", top-1 agreement {worst['top1_agreement']:.1%}"
+    return text
 
 
 def _export_parser() -> argparse.ArgumentParser:
@@ -132,10 +158,40 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=_name_list, metavar="L1,L2,...", help="class labels of the first output")
     parser.add_argument("--max-batch-size", type=int, default=64, help="written to config.json; default: 64")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's choice)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance; default: 1e-4")
-    parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance; default: 1e-3")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="precision of the published graph; inputs and outputs keep their datatypes. default: fp32",
+    )
+    parser.add_argument(
+        "--calibration-data",
+        type=Path,
+        metavar="FILE",
+        help="int8-static only: representative inputs, a .npy array [N, *input-shape] or an .npz of one "
+        "such array per input name",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        help="absolute parity tolerance; default per precision: " + describe_precisions(),
+    )
+    parser.add_argument("--rtol", type=float, help="relative parity tolerance; default per precision (see --atol)")
     parser.add_argument(
         "--parity-batch-sizes", type=_integer_list, default=[1, 7, 64], metavar="B1,B2,...", help="default: 1,7,64"
+    )
+    parser.add_argument(
+        "--speed-batch-sizes",
+        type=_integer_list,
+        default=[1, 64],
+        metavar="B1,B2,...",
+        help="batch sizes at which a reduced precision is timed against fp32; default: 1,64",
+    )
+    parser.add_argument(
+        "--speed-runs",
+        type=int,
+        default=DEFAULT_SPEED_RUNS,
+        help=f"timed runs per batch size (the median is reported); default: {DEFAULT_SPEED_RUNS}",
     )
     return parser
 

@@ -16,6 +16,10 @@ class ExportArgumentError(ExportError):
     """An argument to the export is invalid on its face (names, version, labels, dtype)."""
 
 
+class CalibrationDataError(ExportArgumentError):
+    """int8-static calibration data is missing, unreadable, or does not fit the model's inputs."""
+
+
 class ModelReferenceError(ExportError):
     """A `package.module:factory` reference or TorchScript file does not give a model."""
 

@@ -14,6 +14,8 @@ import torch
 from exporter.model_io import output_tensors, random_inputs
 
 EXECUTION_PROVIDER = "CPUExecutionProvider"
+SEEDED_INPUTS = "seeded standard normal"
+CALIBRATION_INPUTS = "calibration data"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class OutputComparison:
     max_rel_error: float
     passed: bool
     problem: str | None = None  # set when the outputs could not be compared (shape or dtype differ)
+    # Share of rows whose highest-scoring class is the same in both runtimes; only for [batch, classes] outputs.
+    top1_agreement: float | None = None
 
     def describe(self) -> str:
         where = f"output {self.output!r} at batch size {self.batch_size}"
@@ -43,6 +47,8 @@ class ParityReport:
     rtol: float
     seed: int
     comparisons: tuple[OutputComparison, ...]
+    precision: str = "fp32"  # of the ONNX graph; the PyTorch reference is always run as given (fp32)
+    input_source: str = SEEDED_INPUTS
 
     @property
     def passed(self) -> bool:
@@ -53,20 +59,34 @@ class ParityReport:
         return [comparison for comparison in self.comparisons if not comparison.passed]
 
     def max_errors(self) -> dict[str, dict[str, float]]:
-        """Worst abs and rel error per output across all batch sizes."""
+        """Worst abs and rel error per output across all batch sizes, and top-1 agreement where it applies."""
         worst: dict[str, dict[str, float]] = {}
         for comparison in self.comparisons:
             entry = worst.setdefault(comparison.output, {"max_abs_error": 0.0, "max_rel_error": 0.0})
             entry["max_abs_error"] = max(entry["max_abs_error"], comparison.max_abs_error)
             entry["max_rel_error"] = max(entry["max_rel_error"], comparison.max_rel_error)
+        for output, entry in worst.items():
+            agreement = self.top1_agreement(output)
+            if agreement is not None:
+                entry["top1_agreement"] = agreement
         return worst
+
+    def top1_agreement(self, output: str) -> float | None:
+        """Share of all compared rows (every batch size pooled) on which both runtimes pick the same class."""
+        rated = [c for c in self.comparisons if c.output == output and c.top1_agreement is not None]
+        rows = sum(c.batch_size for c in rated)
+        if not rated or rows == 0:
+            return None
+        return sum(c.top1_agreement * c.batch_size for c in rated if c.top1_agreement is not None) / rows
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "precision": self.precision,
             "batch_sizes": list(self.batch_sizes),
             "tolerances": {"atol": self.atol, "rtol": self.rtol},
             "seed": self.seed,
+            "input_source": self.input_source,
             "outputs": self.max_errors(),
             "checks": [
                 {
@@ -75,6 +95,7 @@ class ParityReport:
                     "max_abs_error": c.max_abs_error,
                     "max_rel_error": c.max_rel_error,
                     "passed": c.passed,
+                    **({"top1_agreement": c.top1_agreement} if c.top1_agreement is not None else {}),
                     **({"problem": c.problem} if c.problem is not None else {}),
                 }
                 for c in self.comparisons
@@ -91,24 +112,18 @@ def check_parity(
     *,
     input_names: Sequence[str],
     output_names: Sequence[str],
-    input_shape: Sequence[int],
-    input_dtype: torch.dtype,
-    batch_sizes: Sequence[int],
+    input_batches: Sequence[tuple[torch.Tensor, ...]],
     atol: float,
     rtol: float,
     seed: int,
+    precision: str = "fp32",
+    input_source: str = SEEDED_INPUTS,
 ) -> ParityReport:
-    """Run `reference` (under no_grad) and ONNX Runtime on identical inputs at each batch size."""
+    """Run `reference` (under no_grad) and ONNX Runtime on each batch of inputs and compare every output."""
     session = onnxruntime.InferenceSession(str(onnx_path), providers=[EXECUTION_PROVIDER])
     comparisons: list[OutputComparison] = []
-    for batch_size in batch_sizes:
-        inputs = random_inputs(
-            batch_size=batch_size,
-            input_shape=input_shape,
-            dtype=input_dtype,
-            count=len(input_names),
-            seed=seed + batch_size,
-        )
+    for inputs in input_batches:
+        batch_size = int(inputs[0].shape[0])
         with torch.no_grad():
             expected = output_tensors(reference(*inputs), output_names)
         actual = session.run(
@@ -125,7 +140,25 @@ def check_parity(
                     rtol=rtol,
                 )
             )
-    return ParityReport(batch_sizes=tuple(batch_sizes), atol=atol, rtol=rtol, seed=seed, comparisons=tuple(comparisons))
+    return ParityReport(
+        batch_sizes=tuple(int(inputs[0].shape[0]) for inputs in input_batches),
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        comparisons=tuple(comparisons),
+        precision=precision,
+        input_source=input_source,
+    )
+
+
+def seeded_input_batches(
+    *, batch_sizes: Sequence[int], input_shape: Sequence[int], input_dtype: torch.dtype, count: int, seed: int
+) -> list[tuple[torch.Tensor, ...]]:
+    """One tuple of `count` seeded random inputs per batch size; batch size b uses seed + b."""
+    return [
+        random_inputs(batch_size=size, input_shape=input_shape, dtype=input_dtype, count=count, seed=seed + size)
+        for size in batch_sizes
+    ]
 
 
 def compare_output(
@@ -153,4 +186,13 @@ def compare_output(
     problem: str | None = None
     if not passed and not np.array_equal(np.isfinite(expected64), np.isfinite(actual64)):
         problem = "NaN or infinity in one runtime's output but not the other's"
-    return OutputComparison(batch_size, output, max_abs, max_rel, passed, problem)
+    return OutputComparison(batch_size, output, max_abs, max_rel, passed, problem, _top1_agreement(expected, actual))
+
+
+def _top1_agreement(expected: np.ndarray, actual: np.ndarray) -> float | None:
+    """For [batch, classes] float outputs, the share of rows whose argmax is the same; None for other shapes."""
+    if expected.ndim != 2 or expected.shape[1] < 2 or expected.shape[0] == 0:
+        return None
+    if not np.issubdtype(expected.dtype, np.floating):
+        return None
+    return float(np.mean(np.argmax(expected, axis=1) == np.argmax(actual, axis=1)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,60 @@ def test_weights_with_torchscript_is_a_usage_error(tmp_path: Path, capsys: pytes
 
     assert exit_code == EXIT_USAGE
     assert "--weights applies to --model only" in capsys.readouterr().err
+
+
+def test_int8_static_with_npz_calibration_reports_parity_and_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.savez(tmp_path / "calibration.npz", input=np.random.default_rng(0).standard_normal((64, 16), dtype=np.float32))
+
+    exit_code = main(
+        export_arguments(
+            tmp_path / "models",
+            "--precision",
+            "int8-static",
+            "--calibration-data",
+            str(tmp_path / "calibration.npz"),
+            "--speed-batch-sizes",
+            "1,4",
+            "--speed-runs",
+            "2",
+        )
+    )
+
+    stdout = capsys.readouterr().out
+    report = json.loads((tmp_path / "models" / "tiny" / "1" / "parity_report.json").read_text())
+    assert exit_code == EXIT_OK
+    assert "int8-static" in stdout
+    assert "on calibration data inputs (atol 0.1, rtol 0.1)" in stdout
+    assert "speed vs fp32 (median of 2 runs, 1 thread): batch 1 " in stdout
+    assert report["precision"] == "int8-static"
+    assert [batch["batch_size"] for batch in report["speed"]["batches"]] == [1, 4]
+
+
+def test_atol_and_rtol_override_the_precision_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exit_code = main(
+        export_arguments(
+            tmp_path / "models", "--precision", "fp16", "--atol", "0.02", "--rtol", "0.03", "--speed-runs", "1"
+        )
+    )
+
+    report = json.loads((tmp_path / "models" / "tiny" / "1" / "parity_report.json").read_text())
+    assert exit_code == EXIT_OK, capsys.readouterr().err
+    assert report["tolerances"] == {"atol": 0.02, "rtol": 0.03}
+
+
+def test_int8_static_without_calibration_data_fails_and_publishes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exit_code = main(export_arguments(tmp_path / "models", "--precision", "int8-static"))
+
+    assert_failed_with(exit_code, capsys, "int8-static quantization needs calibration data")
+    assert not (tmp_path / "models").exists()
+
+
+def test_unknown_precision_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exit_code = main(export_arguments(tmp_path, "--precision", "int4"))
+
+    assert exit_code == EXIT_USAGE
+    assert "invalid choice: 'int4'" in capsys.readouterr().err

@@ -56,3 +56,18 @@ def test_shape_mismatch_fails_with_both_shapes_named() -> None:
 
     assert not comparison.passed
     assert comparison.problem == "shape differs: PyTorch [2, 3], ONNX Runtime [2, 4]"
+
+
+def test_top1_agreement_is_the_share_of_rows_whose_argmax_matches() -> None:
+    expected = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    actual = np.array([[0.2, 0.8], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]], np.float32)
+
+    comparison = compare_output(expected, actual, batch_size=4, output="y", atol=1, rtol=1)
+
+    assert comparison.top1_agreement == 0.75
+
+
+def test_top1_agreement_is_absent_for_outputs_that_are_not_class_scores() -> None:
+    comparison = compare(np.zeros(3, np.float32).tolist(), np.zeros(3, np.float32).tolist())
+
+    assert comparison.top1_agreement is None
