@@ -9,13 +9,15 @@
 #   2. makes the base image locally: debootstrap a Debian bookworm minbase with python3 and python3-venv,
 #      trim docs, locales and apt lists, and `podman import` it as localhost/tau-base:bookworm (once; kept
 #      until --rebuild-base);
-#   3. fetches every wheel the image needs on the host (`pip wheel '.[cpu]'` plus setuptools for the build);
+#   3. fetches every wheel the image needs on the host: `pip wheel '.[cpu]'` with the Dockerfile's pinned
+#      onnxruntime and dumb-init, and setuptools for building the project inside the image;
 #   4. builds the Dockerfile's default (cpu) target with buildah, the base swapped in by
 #      `--build-arg PYTHON_IMAGE=` and the wheels by `--build-context wheelhouse=` (pip then installs offline);
 #   5. runs scripts/image/smoke_test.py: the container under the Deployment's restrictions, gRPC health
-#      SERVING, one inference, a /metrics scrape, SIGTERM and exit code 0; prints image size and time to ready.
-# It is a documented, manual check (docs/deployment.md), not part of the pytest suite: the first run takes a
-# few minutes. Needs root (debootstrap, and podman without user namespaces).
+#      SERVING, one inference, a /metrics scrape, SIGTERM and exit code 0, and a SIGTERM during start-up that
+#      must stop it at once; prints image size and time to ready.
+# It is a documented, manual check (docs/deployment.md), not part of the pytest suite: about a minute the
+# first time (debootstrap), half that later. Needs root (debootstrap, and podman without user namespaces).
 #
 # Sandbox workarounds, all local to this script: containers.conf from scripts/image/ (runc, rlimits under the
 # hard limits, no systemd); vfs storage under $WORK_DIR (no overlay mounts needed); buildah --isolation chroot;
@@ -100,10 +102,12 @@ fi
 wheelhouse="$WORK_DIR/wheelhouse"
 rm -rf "$wheelhouse"
 mkdir -p "$wheelhouse"
-onnxruntime_version="$(sed -n 's/^ARG ONNXRUNTIME_VERSION=//p' "$REPO_ROOT/Dockerfile")"
+dockerfile_default() { sed -n "s/^ARG $1=//p" "$REPO_ROOT/Dockerfile"; }
 started=$SECONDS
-# setuptools: pip builds the project from /src inside the image, in an isolated build environment.
-"$PYTHON" -m pip wheel --quiet --wheel-dir "$wheelhouse" "$REPO_ROOT[cpu]" "onnxruntime==$onnxruntime_version" \
+# What the cpu-build stage installs, at the Dockerfile's pinned versions; setuptools because pip builds the
+# project from /src inside the image, in an isolated build environment.
+"$PYTHON" -m pip wheel --quiet --wheel-dir "$wheelhouse" "${REPO_ROOT}[cpu]" \
+    "onnxruntime==$(dockerfile_default ONNXRUNTIME_VERSION)" "dumb-init==$(dockerfile_default DUMB_INIT_VERSION)" \
     "setuptools>=69"
 echo "$(find "$wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$wheelhouse" | cut -f1), in $((SECONDS - started)) s"
 
