@@ -124,13 +124,26 @@ class TauServer:
 
 
 async def serve(settings: Settings, metrics_enabled: bool | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    tau = TauServer(settings, metrics_enabled)
-    await tau.start()
+    """Run until SIGTERM or SIGINT, then shut down gracefully.
+
+    The signal handlers go in before anything loads, so a signal during start-up (as PID 1 in a
+    container there is no default handler to fall back on) stops the server at once.
+    """
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
-    await stop_requested.wait()
-    log.info("signal received: finishing in-flight calls (grace %.1fs)", settings.grace_period_seconds)
+    tau = TauServer(settings, metrics_enabled)
+    starting = asyncio.ensure_future(tau.start())
+    stopping = asyncio.ensure_future(stop_requested.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        log.info("signal received during start-up: stopping")
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+    else:
+        starting.result()  # a start-up failure propagates
+        await stopping
+        log.info("signal received: finishing in-flight calls (grace %.1fs)", settings.grace_period_seconds)
+    stopping.cancel()
     await tau.stop()

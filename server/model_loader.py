@@ -7,6 +7,7 @@ calls it from a worker thread so the event loop keeps serving meanwhile.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,17 @@ def _warmup_tensor(spec: TensorSpec, batch_size: int, batched: bool, data: str) 
     return rng.integers(0, 8, size=shape).astype(dtype)
 
 
-def warm_up(session: OnnxSession) -> float:
-    """Run the configured warmup batches; returns the seconds it took. Raises ModelLoadError on failure."""
+def warm_up(session: OnnxSession, abandon: threading.Event | None = None) -> float:
+    """Run the configured warmup batches; returns the seconds it took. Raises ModelLoadError on failure,
+    or when `abandon` is set (the server is shutting down) between two batches."""
     config = session.config
     assert config.inputs is not None and config.outputs is not None
     batched = bool(config.max_batch_size)
     started = time.perf_counter()
     output_names = [spec.name for spec in config.outputs]
     for batch_size in config.warmup.batch_sizes:
+        if abandon is not None and abandon.is_set():
+            raise ModelLoadError("warmup abandoned: the server is shutting down")
         if batched and batch_size > (config.max_batch_size or 0):
             raise ModelLoadError(f"warmup: batch size {batch_size} is over max_batch_size {config.max_batch_size}")
         inputs = {spec.name: _warmup_tensor(spec, batch_size, batched, config.warmup.data) for spec in config.inputs}
@@ -80,12 +84,14 @@ def warm_up(session: OnnxSession) -> float:
     return time.perf_counter() - started
 
 
-def load_model_version(model_dir: Path, version: int, config: ModelConfig, metrics_enabled: bool) -> LoadedModel:
+def load_model_version(
+    model_dir: Path, version: int, config: ModelConfig, metrics_enabled: bool, abandon: threading.Event | None = None
+) -> LoadedModel:
     """Open, check and warm one version; raises ModelLoadError. Blocking."""
     started = time.perf_counter()
     name = model_dir.name
     session = OnnxSession(model_dir / str(version) / MODEL_FILE_NAME, config)
-    warmup_seconds = warm_up(session)
+    warmup_seconds = warm_up(session, abandon)
     if session.config.warmup.batch_sizes:
         log.info("model %s version %d: warmed up in %.3fs", name, version, warmup_seconds)
     statistics = ModelStatistics(metrics=ModelMetrics.for_model(name, str(version)) if metrics_enabled else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,6 +60,8 @@ class ModelRepository:
         self._failures: dict[str, str] = {}  # model-level failures (bad config, no versions)
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        # Set on close: loads still running in worker threads give up between warmup batches.
+        self._abandon_loads = threading.Event()
 
     # -- lookups (synchronous: called on every request) --
 
@@ -198,7 +201,9 @@ class ModelRepository:
                 rows[key] = ModelVersionStatus(name, key, ModelState.LOADING)
                 self._on_change()
             try:
-                model = await asyncio.to_thread(load_model_version, model_dir, version, config, self._metrics_enabled)
+                model = await asyncio.to_thread(
+                    load_model_version, model_dir, version, config, self._metrics_enabled, self._abandon_loads
+                )
             except ModelLoadError as error:
                 failures.append(f"version {version}: {error}")
                 log.error("model %s version %d failed to load: %s", name, version, error)
@@ -280,6 +285,7 @@ class ModelRepository:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
     async def close(self) -> None:
+        self._abandon_loads.set()
         await self.wait_released()
         for rows in self._models.values():
             for status in rows.values():

@@ -89,3 +89,24 @@ def _assert_in_flight_requests_survive_sigterm(server: ServerProcess) -> None:
     assert exit_code == 0, server.log()
     assert all(np.array_equal(output, outputs[0]) for output in outputs)
     assert "signal received" in server.log()
+
+
+def test_sigterm_during_start_up_stops_at_once(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    slow_model(repo / "slow" / "1" / "model.onnx")
+    # A long warmup keeps the server loading for seconds: the signal must not wait for it.
+    warmup = {"batch_sizes": [64] * 40}
+    (repo / "slow" / "config.json").write_text(json.dumps({"max_batch_size": 64, "warmup": warmup}))
+    server = ServerProcess(repo, tmp_path / "startup.log")
+    try:
+        time.sleep(1.0)
+        assert server.process.poll() is None
+        started = time.monotonic()
+        server.process.send_signal(15)
+        exit_code = server.process.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert exit_code == 0, server.log()
+    assert took < 5, f"took {took:.1f}s"
+    assert "signal received during start-up" in server.log()
