@@ -119,6 +119,11 @@ def train_cnn(steps: int = 60) -> SmallCNN:
     return model.eval()
 
 
+# Big enough for batch scoring and the 256-rows-per-request benchmark; parity is proven up to it.
+EXAMPLE_MAX_BATCH_SIZE = 256
+EXAMPLE_PARITY_BATCH_SIZES = (1, 7, 64, 256)
+
+
 def export_examples(repository: Path) -> list[ExportResult]:
     """Train both examples and publish them as version 1, replacing any earlier version 1."""
     mlp = export_model(
@@ -128,6 +133,8 @@ def export_examples(repository: Path) -> list[ExportResult]:
         input_shape=(MLP_FEATURES,),
         version=EXAMPLE_VERSION,
         overwrite=True,
+        max_batch_size=EXAMPLE_MAX_BATCH_SIZE,
+        parity_batch_sizes=EXAMPLE_PARITY_BATCH_SIZES,
         input_names=("features",),
         output_names=("probabilities",),
         labels=MLP_LABELS,
@@ -139,6 +146,8 @@ def export_examples(repository: Path) -> list[ExportResult]:
         input_shape=CNN_IMAGE_SHAPE,
         version=EXAMPLE_VERSION,
         overwrite=True,
+        max_batch_size=EXAMPLE_MAX_BATCH_SIZE,
+        parity_batch_sizes=EXAMPLE_PARITY_BATCH_SIZES,
         input_names=("pixels",),
         output_names=("logits",),
         labels=CNN_LABELS,
