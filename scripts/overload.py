@@ -28,16 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.protocol import grpc_service_pb2 as pb
 from tests.server.onnx_builders import slow_model
-from tests.server_process import running_server
+from tests.server_process import resident_mib, running_server
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def resident_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def request_bytes(rows: int) -> bytes:

@@ -28,17 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.protocol import grpc_service_pb2 as pb
-from tests.server_process import REPO_ROOT, running_server
+from tests.server_process import REPO_ROOT, resident_mib, running_server
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 LOAD = "/inference.GRPCInferenceService/RepositoryModelLoad"
-
-
-def resident_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def soak(args: argparse.Namespace, address: str, pid: int, model_dir: Path) -> dict[str, object]:

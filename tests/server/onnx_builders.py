@@ -108,14 +108,27 @@ def offset_model(path: Path, offset: float, width: int = 4) -> Path:
     return _save(graph, path)
 
 
-def gather_model(path: Path, table_size: int = 10) -> Path:
-    """OUTPUT0 = table[INDICES]: an index out of range makes ONNX Runtime raise at run time."""
+def gather_model(path: Path, table_size: int = 10, input_name: str = "INDICES") -> Path:
+    """OUTPUT0 = 10 * index, looked up in a table: an index out of range makes ONNX Runtime raise at run time."""
     table = np.arange(table_size, dtype=np.float32) * 10
     graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "INDICES"], ["OUTPUT0"], axis=0)],
+        [helper.make_node("Gather", ["table", input_name], ["OUTPUT0"], axis=0)],
         "gather",
-        [helper.make_tensor_value_info("INDICES", TensorProto.INT64, ["batch", 1])],
+        [helper.make_tensor_value_info(input_name, TensorProto.INT64, ["batch", 1])],
         [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
         initializer=[numpy_helper.from_array(table, name="table")],
+    )
+    return _save(graph, path)
+
+
+def row_sum_model(path: Path, width: int = 1024) -> Path:
+    """INPUT0 FP32 [batch, width] -> OUTPUT0 [batch, 1], each row's sum: a wide input, a tiny output."""
+    ones = np.ones((width, 1), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["INPUT0", "ones"], ["OUTPUT0"])],
+        "row_sum",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(ones, name="ones")],
     )
     return _save(graph, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import IDENTITY_DATATYPES, identity_model_name
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, resident_mib
 
 MODELS = [
     "add_sub",
@@ -100,13 +99,6 @@ def requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     return request
 
 
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 @pytest.fixture(scope="module")
 def stub(server: ServerProcess) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
     options = [("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1)]
@@ -137,10 +129,10 @@ def test_any_request_gets_a_result_or_a_clean_refusal(
 def test_fuzzing_leaves_the_server_serving_with_bounded_memory(
     server: ServerProcess, stub: pb_grpc.GRPCInferenceServiceStub
 ) -> None:
-    before = resident_bytes(server.process.pid)
+    before = resident_mib(server.process.pid)
     test_any_request_gets_a_result_or_a_clean_refusal(stub)  # type: ignore[call-arg]
-    after = resident_bytes(server.process.pid)
-    assert after - before < 150 * 2**20, f"RSS grew by {(after - before) / 2**20:.0f} MiB"
+    after = resident_mib(server.process.pid)
+    assert after - before < 150, f"RSS grew by {after - before:.0f} MiB"
     request = pb.ModelInferRequest(model_name="identity_fp32")
     request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
     request.raw_input_contents.append(np.arange(4, dtype=np.float32).tobytes())
