@@ -105,7 +105,7 @@ class Batcher:
         batching = config.dynamic_batching
         self._batched = bool(config.max_batch_size)
         # Batching off (or a model without a batch dimension): every batch is one request.
-        self._max_batch_size = config.max_batch_size if self._batched and batching.enabled else 0
+        self._max_batch_size = (config.max_batch_size or 0) if self._batched and batching.enabled else 0
         self._delay_seconds = batching.max_queue_delay_microseconds / 1e6
         self._preferred_sizes = frozenset(batching.preferred_batch_sizes)
         self._max_queue_size = batching.max_queue_size

@@ -108,9 +108,17 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "Path": Path,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _parse_bool,
+}
+
+
 def _converter(annotation: Any) -> Callable[[str], Any]:
-    kind = {"Path": Path, "str": str, "int": int, "float": float, "bool": _parse_bool}[str(annotation)]
-    return kind
+    return _CONVERTERS[str(annotation)]
 
 
 def _is_list(annotation: Any) -> bool:

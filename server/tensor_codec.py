@@ -98,7 +98,7 @@ def _from_typed(spec: TensorSpec, shape: list[int], count: int, contents: pb.Inf
             f"input '{spec.name}': contents.{field_name} holds {len(values)} values, expected {count} for shape {shape}"
         )
     dtype = NUMPY_BY_DATATYPE[spec.datatype]
-    wide = np.array(values, dtype=_FIELD_DTYPE[field_name])
+    wide: np.ndarray = np.array(values, dtype=_FIELD_DTYPE[field_name])
     if dtype.kind in "iu" and wide.size:
         limits = np.iinfo(dtype)
         if wide.min() < limits.min or wide.max() > limits.max:
