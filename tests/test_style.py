@@ -18,3 +18,10 @@ def test_ruff_format_is_clean() -> None:
         [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean_on_the_packages() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "server", "clients", "exporter"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
