@@ -179,7 +179,6 @@ class Batcher:
         self._queued += 1
         self._active += 1
         self._idle.clear()
-        self._statistics.record_queue_depth(self._queued)
         self._arrival.set()
         started_ns = time.perf_counter_ns()
         # A timer rather than asyncio.wait: one handle per request, cancelled when the answer comes.
@@ -198,6 +197,7 @@ class Batcher:
             self._active -= 1
             if not self._active:
                 self._idle.set()
+                self._statistics.record_load(self._queued, 0)
         self._statistics.success.add(time.perf_counter_ns() - started_ns)
         return result
 
@@ -206,7 +206,7 @@ class Batcher:
         if request.state is _State.QUEUED:
             self._levels[request.level].remove(request)
             self._queued -= 1
-            self._statistics.record_queue_depth(self._queued)
+            self._statistics.record_load(self._queued, self._active)
             request.state = _State.GONE
 
     def _expire(self, request: _QueuedRequest) -> None:
@@ -283,7 +283,7 @@ class Batcher:
                 request.state = _State.RUNNING
                 self._statistics.record_queue_wait(now - request.enqueued_at)
             self._queued -= len(batch)
-            self._statistics.record_queue_depth(self._queued)
+            self._statistics.record_load(self._queued, self._active)
             task = loop.create_task(self._execute(batch, reason))
             self._executions.add(task)
             task.add_done_callback(self._executions.discard)

@@ -67,14 +67,17 @@ EXECUTIONS = Counter("tau_executions", "Batches run, by why the batcher released
 INFERENCES = Counter("tau_inferences", "Rows inferred (Triton's inference count)", MODEL_LABELS)
 # multiprocess_mode says how --workers N processes add up (ignored with one process).
 QUEUE_DEPTH = Gauge(
-    "tau_queue_depth_requests", "Requests waiting in the batcher's queue", MODEL_LABELS, multiprocess_mode="livesum"
+    "tau_queue_depth_requests",
+    "Requests waiting in the batcher's queue, sampled at each batch",
+    MODEL_LABELS,
+    multiprocess_mode="livesum",
 )
 QUEUE_CAPACITY = Gauge(
     "tau_queue_capacity_requests", "The queue's max_queue_size", MODEL_LABELS, multiprocess_mode="livesum"
 )
 INFLIGHT = Gauge(
     "tau_inflight_requests",
-    "ModelInfer calls being handled (queued or running)",
+    "Admitted ModelInfer requests not yet answered (queued or running), sampled at each batch",
     MODEL_LABELS,
     multiprocess_mode="livesum",
 )
@@ -105,6 +108,7 @@ EXECUTION_PROVIDER = Gauge(
 class ModelMetrics:
     """One model version's metric children, resolved once so the hot path does no label lookups."""
 
+    requests_ok: Counter
     request_duration: Histogram
     queue_wait: Histogram
     compute_duration: Histogram
@@ -121,6 +125,7 @@ class ModelMetrics:
     def for_model(cls, model: str, version: str) -> ModelMetrics:
         labels = (model, version)
         return cls(
+            requests_ok=REQUESTS.labels(*labels, "success", "OK"),
             request_duration=REQUEST_DURATION.labels(*labels),
             queue_wait=QUEUE_WAIT.labels(*labels),
             compute_duration=COMPUTE_DURATION.labels(*labels),

@@ -270,21 +270,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, model: LoadedModel, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        metrics = model.statistics.metrics
-        if metrics is not None:
-            metrics.inflight.inc()
-        try:
-            decoded = decode_request(request, model.config, self._max_elements, self._settings.max_inputs_per_request)
-            outputs = await model.batcher.infer(
-                decoded.inputs,
-                decoded.output_names,
-                rows=decoded.batch_size,
-                priority=decoded.priority,
-                timeout_seconds=_timeout_seconds(decoded.timeout_microseconds, model.config, context),
-            )
-        finally:
-            if metrics is not None:
-                metrics.inflight.dec()
+        decoded = decode_request(request, model.config, self._max_elements, self._settings.max_inputs_per_request)
+        outputs = await model.batcher.infer(
+            decoded.inputs,
+            decoded.output_names,
+            rows=decoded.batch_size,
+            priority=decoded.priority,
+            timeout_seconds=_timeout_seconds(decoded.timeout_microseconds, model.config, context),
+        )
         return encode_response(request, model.name, model.version, outputs)
 
     def _record(self, request: pb.ModelInferRequest, model: LoadedModel | None, code: str, seconds: float) -> None:
@@ -293,9 +286,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             known = request.model_name in self._repository.model_names()
             record_request(request.model_name if known else UNKNOWN_MODEL, request.model_version, code)
             return
-        record_request(model.name, model.version, code)
-        if model.statistics.metrics is not None:
-            model.statistics.metrics.request_duration.observe(seconds)
+        metrics = model.statistics.metrics
+        if metrics is None:
+            return
+        if code == "OK":
+            metrics.requests_ok.inc()  # resolved once: no label lookup on the common path
+        else:
+            record_request(model.name, model.version, code)
+        metrics.request_duration.observe(seconds)
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext

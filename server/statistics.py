@@ -63,9 +63,13 @@ class ModelStatistics:
         if self.metrics is not None:
             self.metrics.queue_wait.observe(seconds)
 
-    def record_queue_depth(self, depth: int) -> None:
+    def record_load(self, queued: int, active: int) -> None:
+        """Queue depth and in-flight requests. Sampled (at each batch, and when the model goes idle)
+        rather than on every request: gauges are read every scrape interval, and two gauge writes
+        per request were a measurable share of the cost of metrics."""
         if self.metrics is not None:
-            self.metrics.queue_depth.set(depth)
+            self.metrics.queue_depth.set(queued)
+            self.metrics.inflight.set(active)
 
     def record_queue_full(self) -> None:
         if self.metrics is not None:
