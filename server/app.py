@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server.cpus import share_cpus_among
 from server.grpc_handlers import inference_service_handler
+from server.metrics import flush_buffered_metrics
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol.pool import POOL
 from server.repository import ModelRepository
@@ -44,6 +45,13 @@ def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     return [BearerTokenInterceptor(tokens, open_health=settings.auth_open_health)]
 
 
+async def _flush_metrics_every_second() -> None:
+    """Worker processes are scraped through the supervisor, which cannot ask them to flush."""
+    while True:
+        await asyncio.sleep(1.0)
+        flush_buffered_metrics()
+
+
 class TauServer:
     """One gRPC server over one model repository."""
 
@@ -52,6 +60,7 @@ class TauServer:
         share_cpus_among(settings.worker_count)
         if metrics_enabled is None:
             metrics_enabled = settings.metrics_port != 0
+        self._metrics_enabled = metrics_enabled
         self.repository = ModelRepository(settings.model_repository, metrics_enabled, on_change=self._state_changed)
         self.servicer = InferenceServicer(self.repository, settings, metrics_enabled)
         self._background: set[asyncio.Task[None]] = set()
@@ -78,6 +87,8 @@ class TauServer:
         await server.start()
         self._server = server
         await self._publish_health()
+        if self._metrics_enabled:
+            self._spawn(_flush_metrics_every_second())
         if self.settings.model_control_mode == "poll":
             poller = RepositoryPoller(self.repository, self.settings.repository_poll_secs)
             self._spawn(poller.run())
@@ -120,6 +131,7 @@ class TauServer:
         if self._server is not None:
             await self._server.stop(self.settings.grace_period_seconds)
         await self.repository.close()
+        flush_buffered_metrics()
         log.info("stopped")
 
 

@@ -8,9 +8,81 @@ repository. docs/metrics.md lists every metric.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
+
+
+class BufferedHistogram:
+    """A histogram child whose observations are appended to a list on the hot path and folded into
+    the Prometheus histogram in bulk (one numpy pass), before each scrape and once a second.
+
+    A prometheus_client observation takes a lock and walks the buckets: measured, the per-request
+    observations were most of what recording metrics cost. Folding relies on the child's bucket
+    and sum values (`_upper_bounds`, `_buckets`, `_sum`), stable across prometheus_client 0.x.
+    """
+
+    def __init__(self, child: Histogram) -> None:
+        self._child: Any = child
+        self._bounds = np.asarray(self._child._upper_bounds, dtype=np.float64)
+        self._pending: list[float] = []
+        _BUFFERED.add(self)
+
+    def observe(self, value: float) -> None:
+        self._pending.append(value)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        values = np.asarray(pending, dtype=np.float64)
+        # Prometheus buckets are "value <= bound": the first bound not below the value.
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds))
+        for index in np.flatnonzero(counts):
+            self._child._buckets[index].inc(int(counts[index]))
+        self._child._sum.inc(float(values.sum()))
+
+
+class BufferedCounter:
+    """A counter child incremented in a plain integer on the hot path, folded in like BufferedHistogram."""
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self._pending = 0
+        _BUFFERED.add(self)
+
+    def inc(self, amount: int = 1) -> None:
+        self._pending += amount
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, 0
+        if pending:
+            self._child.inc(pending)
+
+
+_BUFFERED: weakref.WeakSet[BufferedHistogram | BufferedCounter] = weakref.WeakSet()
+
+
+def flush_buffered_metrics() -> None:
+    """Fold every pending observation into its metric (called before a scrape, and periodically)."""
+    for metric in list(_BUFFERED):
+        metric.flush()
+
+
+class _FlushBeforeScrape(Collector):
+    """Registered ahead of Tau's metrics, so a scrape of this process sees every observation."""
+
+    def collect(self) -> Iterable[Any]:
+        flush_buffered_metrics()
+        return []
+
+
+REGISTRY.register(_FlushBeforeScrape())
 
 # Sub-millisecond resolution for small CPU models, up to seconds for big batches.
 LATENCY_BUCKETS_SECONDS = (
@@ -36,6 +108,7 @@ LATENCY_BUCKETS_SECONDS = (
 )
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MODEL_LABELS = ("model", "version")
+RELEASE_REASONS = ("full", "preferred", "delay", "instance_free")
 # Requests for models that do not exist are counted under this name, so a client cannot grow label cardinality.
 UNKNOWN_MODEL = "_unknown"
 
@@ -108,16 +181,17 @@ EXECUTION_PROVIDER = Gauge(
 class ModelMetrics:
     """One model version's metric children, resolved once so the hot path does no label lookups."""
 
-    requests_ok: Counter
-    request_duration: Histogram
-    queue_wait: Histogram
-    compute_duration: Histogram
-    batch_size: Histogram
-    inferences: Counter
+    requests_ok: BufferedCounter
+    request_duration: BufferedHistogram
+    queue_wait: BufferedHistogram
+    compute_duration: BufferedHistogram
+    batch_size: BufferedHistogram
+    inferences: BufferedCounter
     queue_depth: Gauge
     inflight: Gauge
     queue_rejections: Counter
     deadline_expiries: Counter
+    executions: dict[str, BufferedCounter]
     model: str
     version: str
 
@@ -125,12 +199,13 @@ class ModelMetrics:
     def for_model(cls, model: str, version: str) -> ModelMetrics:
         labels = (model, version)
         return cls(
-            requests_ok=REQUESTS.labels(*labels, "success", "OK"),
-            request_duration=REQUEST_DURATION.labels(*labels),
-            queue_wait=QUEUE_WAIT.labels(*labels),
-            compute_duration=COMPUTE_DURATION.labels(*labels),
-            batch_size=BATCH_SIZE.labels(*labels),
-            inferences=INFERENCES.labels(*labels),
+            requests_ok=BufferedCounter(REQUESTS.labels(*labels, "success", "OK")),
+            request_duration=BufferedHistogram(REQUEST_DURATION.labels(*labels)),
+            queue_wait=BufferedHistogram(QUEUE_WAIT.labels(*labels)),
+            compute_duration=BufferedHistogram(COMPUTE_DURATION.labels(*labels)),
+            batch_size=BufferedHistogram(BATCH_SIZE.labels(*labels)),
+            inferences=BufferedCounter(INFERENCES.labels(*labels)),
+            executions={reason: BufferedCounter(EXECUTIONS.labels(*labels, reason)) for reason in RELEASE_REASONS},
             queue_depth=QUEUE_DEPTH.labels(*labels),
             inflight=INFLIGHT.labels(*labels),
             queue_rejections=QUEUE_REJECTIONS.labels(*labels),
@@ -139,8 +214,8 @@ class ModelMetrics:
             version=version,
         )
 
-    def execution(self, reason: str) -> Counter:
-        return EXECUTIONS.labels(self.model, self.version, reason)
+    def execution(self, reason: str) -> BufferedCounter:
+        return self.executions[reason]
 
 
 def record_request(model: str, version: str, code: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def test_two_workers_serve_one_port_with_coherent_metrics_and_stop_together(tmp_
                 tensor.set_data_from_numpy(np.ones((1, 16), np.float32))
             assert client.infer("add_sub", inputs).as_numpy("OUTPUT0")[0, 0] == 2.0
             client.close()
+        deadline = time.monotonic() + 10  # workers fold their observations in once a second
+        while scrape_total(metrics_port) < 40 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert scrape_total(metrics_port) == 40
         log = server.log()
         assert "worker 0 (pid" in log and "worker 1 (pid" in log
