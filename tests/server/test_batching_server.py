@@ -13,6 +13,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.server.onnx_builders import add_sub_model, slow_model
+from tests.server.slow_calls import call_slow
 from tests.server_process import ServerProcess, running_server
 
 
@@ -58,17 +59,9 @@ def test_concurrent_requests_are_batched_and_statistics_say_so(batching_server: 
 
 def test_full_queue_answers_unavailable_and_admitted_requests_succeed(batching_server: ServerProcess) -> None:
     client = triton.InferenceServerClient(batching_server.address)
-    data = np.ones((64, 1024), np.float32)
 
     def call(_: int) -> str:
-        tensor = triton.InferInput("INPUT0", [64, 1024], "FP32")
-        tensor.set_data_from_numpy(data)
-        try:
-            client.infer("slow", [tensor], client_timeout=60)
-        except InferenceServerException as error:
-            assert "queue is full" in error.message(), error.message()
-            return error.status()
-        return "OK"
+        return call_slow(client, refusal_must_say="queue is full")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(call, range(8)))
@@ -79,16 +72,9 @@ def test_full_queue_answers_unavailable_and_admitted_requests_succeed(batching_s
 
 def test_timeout_the_queue_cannot_meet_is_refused_at_once_with_unavailable(batching_server: ServerProcess) -> None:
     client = triton.InferenceServerClient(batching_server.address)
-    data = np.ones((64, 1024), np.float32)
 
     def call(timeout_microseconds: int | None) -> str:
-        tensor = triton.InferInput("INPUT0", [64, 1024], "FP32")
-        tensor.set_data_from_numpy(data)
-        try:
-            client.infer("slow", [tensor], timeout=timeout_microseconds, client_timeout=60)
-        except InferenceServerException as error:
-            return f"{error.status()} {error.message()}"
-        return "OK"
+        return call_slow(client, timeout_microseconds=timeout_microseconds, with_message=True)
 
     assert call(None) == "OK"  # the server now knows what a request of this model costs
     with ThreadPoolExecutor(max_workers=3) as pool:

@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.server.onnx_builders import add_sub_model, gather_model, slow_model
+from tests.server.slow_calls import call_slow
 from tests.server_process import ServerProcess, free_port, running_server
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -145,16 +146,9 @@ def test_sigterm_under_load_loses_no_admitted_request_and_refuses_new_ones(tmp_p
     try:
         server.wait_until_live()
         client = triton.InferenceServerClient(server.address)
-        data = np.ones((8, 1024), np.float32)
 
         def call(_: int) -> str:
-            tensor = triton.InferInput("INPUT0", [8, 1024], "FP32")
-            tensor.set_data_from_numpy(data)
-            try:
-                client.infer("slow", [tensor], client_timeout=30)
-            except InferenceServerException as error:
-                return error.status()
-            return "OK"
+            return call_slow(client, rows=8)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             admitted = [pool.submit(call, i) for i in range(8)]

@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from tests.server.onnx_builders import offset_model, slow_model
+from tests.server.slow_calls import call_slow
 from tests.server_process import running_server
 
 DATA = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -240,16 +241,9 @@ def test_unload_lets_queued_requests_finish(tmp_path: Path) -> None:
     args = ["--model-control-mode", "explicit", "--load-model", "*"]
     with running_server(tmp_path / "repo", tmp_path / "log", args) as server:
         client = triton.InferenceServerClient(server.address)
-        data = np.ones((64, 1024), np.float32)
 
         def call(_: int) -> str:
-            tensor = triton.InferInput("INPUT0", [64, 1024], "FP32")
-            tensor.set_data_from_numpy(data)
-            try:
-                client.infer("slow", [tensor], client_timeout=60)
-            except InferenceServerException as error:
-                return error.status()
-            return "OK"
+            return call_slow(client)
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             calls = [pool.submit(call, i) for i in range(4)]
@@ -265,17 +259,9 @@ def test_unload_with_fail_queued_answers_queued_requests_unavailable(tmp_path: P
     args = ["--model-control-mode", "explicit", "--load-model", "*"]
     with running_server(tmp_path / "repo", tmp_path / "log", args) as server:
         client = triton.InferenceServerClient(server.address)
-        data = np.ones((64, 1024), np.float32)
 
         def call(_: int) -> str:
-            tensor = triton.InferInput("INPUT0", [64, 1024], "FP32")
-            tensor.set_data_from_numpy(data)
-            try:
-                client.infer("slow", [tensor], client_timeout=60)
-            except InferenceServerException as error:
-                assert "being unloaded" in error.message()
-                return error.status()
-            return "OK"
+            return call_slow(client, refusal_must_say="being unloaded")
 
         with ThreadPoolExecutor(max_workers=6) as pool:
             calls = [pool.submit(call, i) for i in range(6)]
