@@ -114,12 +114,17 @@ class Batcher:
         self._default_index = (batching.default_priority_level or self._priority_levels) - 1
         self._levels: list[deque[_QueuedRequest]] = [deque() for _ in range(self._priority_levels)]
         self._queued = 0
-        self._arrival = asyncio.Event()
-        self._instances = asyncio.Semaphore(config.instance_count)
         self._threads = ThreadPoolExecutor(max_workers=config.instance_count, thread_name_prefix=f"ort-{label}")
-        self._executions: set[asyncio.Task[None]] = set()
-        self._scheduler: asyncio.Task[None] | None = None
         self._instance_count = config.instance_count
+        self._free_instances = config.instance_count
+        self._all_instances_free = asyncio.Event()
+        self._all_instances_free.set()
+        # Batches are formed by callbacks on the loop (an arrival, a finished batch, the delay timer),
+        # not by a scheduler task: each task wake-up and thread-future hop cost 15-40 us per request.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump_pending = False
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._closing = False
         # Recent execution time per request (exponentially weighted), to refuse at admission a request
         # whose deadline would pass in the queue anyway, instead of letting it wait and expire.
         self._seconds_per_request = 0.0
@@ -151,8 +156,6 @@ class Batcher:
         Raises QueueFullError at once when the queue is full, DeadlineExceededError when
         `timeout_seconds` passes while it is still queued (it then never runs).
         """
-        if self._scheduler is None:
-            self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
         if self._queued >= self._max_queue_size:
             self._statistics.record_queue_full()
             raise QueueFullError(f"model '{self._label}': queue is full ({self._max_queue_size} requests); retry later")
@@ -163,7 +166,7 @@ class Batcher:
                 f"model '{self._label}': queue is full for this deadline: the expected wait of "
                 f"{expected_wait * 1e3:.0f} ms exceeds the request's {timeout_seconds * 1e3:.0f} ms; retry later"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         request = _QueuedRequest(
             inputs=inputs,
@@ -179,7 +182,7 @@ class Batcher:
         self._queued += 1
         self._active += 1
         self._idle.clear()
-        self._arrival.set()
+        self._request_pump()
         started_ns = time.perf_counter_ns()
         # A timer rather than asyncio.wait: one handle per request, cancelled when the answer comes.
         expiry = loop.call_at(request.deadline, self._expire, request) if request.deadline is not None else None
@@ -243,65 +246,91 @@ class Batcher:
                     return batch, True, preferred_length
         return batch, False, preferred_length
 
-    async def _next_batch(self) -> tuple[list[_QueuedRequest], ReleaseReason]:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queued:
-                self._arrival.clear()
-                await self._arrival.wait()
-                continue
-            if not self._max_batch_size:
-                return [next(level[0] for level in self._levels if level)], ReleaseReason.INSTANCE_FREE
-            batch, full, preferred_length = self._candidate()
-            if full:
-                return batch, ReleaseReason.FULL
-            if preferred_length:
-                return batch[:preferred_length], ReleaseReason.PREFERRED
-            if self._delay_seconds == 0:
-                return batch, ReleaseReason.INSTANCE_FREE
-            waited = loop.time() - batch[0].enqueued_at
-            if waited >= self._delay_seconds:
-                return batch, ReleaseReason.DELAY
-            self._arrival.clear()
-            try:
-                await asyncio.wait_for(self._arrival.wait(), timeout=self._delay_seconds - waited)
-            except TimeoutError:
-                pass
+    def _releasable(self, now: float) -> tuple[list[_QueuedRequest], ReleaseReason] | float:
+        """The batch to run now and why, or the loop time at which the head's delay runs out."""
+        if not self._max_batch_size:
+            return [next(level[0] for level in self._levels if level)], ReleaseReason.INSTANCE_FREE
+        batch, full, preferred_length = self._candidate()
+        if full:
+            return batch, ReleaseReason.FULL
+        if preferred_length:
+            return batch[:preferred_length], ReleaseReason.PREFERRED
+        if self._delay_seconds == 0:
+            return batch, ReleaseReason.INSTANCE_FREE
+        release_at = batch[0].enqueued_at + self._delay_seconds
+        if now >= release_at:
+            return batch, ReleaseReason.DELAY
+        return release_at
 
-    async def _schedule(self) -> None:
-        while True:
-            await self._instances.acquire()
-            try:
-                batch, reason = await self._next_batch()
-            except BaseException:
-                self._instances.release()
-                raise
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            for request in batch:
-                self._levels[request.level].remove(request)
-                request.state = _State.RUNNING
-                self._statistics.record_queue_wait(now - request.enqueued_at)
-            self._queued -= len(batch)
-            self._statistics.record_load(self._queued, self._active)
-            task = loop.create_task(self._execute(batch, reason))
-            self._executions.add(task)
-            task.add_done_callback(self._executions.discard)
+    def _request_pump(self) -> None:
+        """Form batches on the loop's next pass, so requests that arrive in this pass can share one."""
+        if not self._pump_pending and self._loop is not None:
+            self._pump_pending = True
+            self._loop.call_soon(self._pump)
 
-    async def _execute(self, batch: list[_QueuedRequest], reason: ReleaseReason) -> None:
+    def _pump(self) -> None:
+        """Release batches while an instance is free and the release rules allow; else wait for the delay."""
+        self._pump_pending = False
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
+        loop = self._loop
+        assert loop is not None
+        while self._free_instances and self._queued and not self._closing:
+            decision = self._releasable(loop.time())
+            if isinstance(decision, float):
+                self._delay_timer = loop.call_at(decision, self._pump)
+                return
+            self._dispatch(*decision)
+
+    def _dispatch(self, batch: list[_QueuedRequest], reason: ReleaseReason) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for request in batch:
+            self._levels[request.level].remove(request)
+            request.state = _State.RUNNING
+            self._statistics.record_queue_wait(now - request.enqueued_at)
+        self._queued -= len(batch)
+        self._statistics.record_load(self._queued, self._active)
         wanted = {name for request in batch for name in request.output_names}
         output_names = [name for name in self._all_outputs if name in wanted]
-        loop = asyncio.get_running_loop()
+        self._free_instances -= 1
+        self._all_instances_free.clear()
+        self._threads.submit(self._run_and_report, batch, output_names, reason)
+
+    def _run_and_report(self, batch: list[_QueuedRequest], output_names: list[str], reason: ReleaseReason) -> None:
+        """In a worker thread: run the batch, then hand the outcome to the loop in one callback."""
         try:
-            timings = await loop.run_in_executor(self._threads, _run_batch, self._run_graph, batch, output_names)
+            outcome: _BatchTimings | Exception = _run_batch(self._run_graph, batch, output_names)
         except Exception as error:  # ONNX Runtime's errors are untyped; only this batch fails
-            log.exception("model %s: execution of a batch of %d requests failed", self._label, len(batch))
+            outcome = error
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._finish, batch, reason, outcome)
+
+    def _finish(self, batch: list[_QueuedRequest], reason: ReleaseReason, outcome: _BatchTimings | Exception) -> None:
+        """On the loop: answer the batch's requests, free the instance, release what has queued meanwhile."""
+        self._free_instances += 1
+        if self._free_instances == self._instance_count:
+            self._all_instances_free.set()
+        if isinstance(outcome, Exception):
+            log.error(
+                "model %s: execution of a batch of %d requests failed",
+                self._label,
+                len(batch),
+                exc_info=(type(outcome), outcome, outcome.__traceback__),
+            )
             for request in batch:
                 if not request.future.done():
-                    request.future.set_exception(ExecutionError(f"model '{self._label}' execution failed: {error}"))
-            return
-        finally:
-            self._instances.release()
+                    request.future.set_exception(ExecutionError(f"model '{self._label}' execution failed: {outcome}"))
+        else:
+            self._record_execution(batch, reason, outcome)
+            for request, result in zip(batch, outcome.results, strict=True):
+                if not request.future.done():
+                    request.future.set_result(result)
+        if self._queued:
+            self._pump()
+
+    def _record_execution(self, batch: list[_QueuedRequest], reason: ReleaseReason, timings: _BatchTimings) -> None:
         per_request = (timings.input_ns + timings.infer_ns + timings.output_ns) / 1e9 / len(batch)
         self._seconds_per_request = (
             per_request if not self._seconds_per_request else (0.8 * self._seconds_per_request + 0.2 * per_request)
@@ -314,9 +343,6 @@ class Batcher:
             infer_ns=timings.infer_ns,
             output_ns=timings.output_ns,
         )
-        for request, result in zip(batch, timings.results, strict=True):
-            if not request.future.done():
-                request.future.set_result(result)
 
     async def drain(self) -> None:
         """Wait until every admitted request has been answered (new ones may still arrive meanwhile)."""
@@ -334,10 +360,10 @@ class Batcher:
         return failed
 
     async def close(self) -> None:
-        """Let running executions finish, stop forming batches, release the threads."""
-        if self._executions:
-            await asyncio.gather(*self._executions, return_exceptions=True)
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            await asyncio.gather(self._scheduler, return_exceptions=True)
+        """Stop forming batches, let running executions finish, release the threads."""
+        self._closing = True
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
+        await self._all_instances_free.wait()
         self._threads.shutdown(wait=True)
