@@ -47,6 +47,7 @@ class ServerProcess:
         tls_root_certificates: str | None = None,
         tls_client_cert: tuple[str, str] | None = None,
         auth_token: str | None = None,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.port = free_port()
         self._tls_root_certificates = tls_root_certificates
@@ -72,7 +73,7 @@ class ServerProcess:
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self._log = log_path.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
     def channel(self) -> grpc.Channel:
         """A channel to this server, over TLS when it serves TLS."""
