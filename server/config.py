@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,15 @@ class ModelConfig:
             inputs=self.inputs if self.inputs is not None else inputs,
             outputs=self.outputs if self.outputs is not None else outputs,
         )
+
+    @cached_property
+    def inputs_by_name(self) -> dict[str, TensorSpec]:
+        """Looked up on every request: built once per config rather than once per request."""
+        return {spec.name: spec for spec in self.inputs or ()}
+
+    @cached_property
+    def output_names(self) -> list[str]:
+        return [spec.name for spec in self.outputs or ()]
 
 
 _TOP_LEVEL_KEYS = {

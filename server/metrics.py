@@ -65,7 +65,28 @@ class BufferedCounter:
             self._child.inc(pending)
 
 
-_BUFFERED: weakref.WeakSet[BufferedHistogram | BufferedCounter] = weakref.WeakSet()
+class BufferedGauge:
+    """A gauge child whose latest value is kept in a plain attribute and written at flush time.
+
+    The batcher samples queue depth and in-flight requests at every batch; a Prometheus gauge
+    write takes a lock, and only the value at scrape time is ever read.
+    """
+
+    def __init__(self, child: Gauge) -> None:
+        self._child = child
+        self._pending: float | None = None
+        _BUFFERED.add(self)
+
+    def set(self, value: float) -> None:
+        self._pending = value
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._child.set(pending)
+
+
+_BUFFERED: weakref.WeakSet[BufferedHistogram | BufferedCounter | BufferedGauge] = weakref.WeakSet()
 
 
 def flush_buffered_metrics() -> None:
@@ -187,8 +208,8 @@ class ModelMetrics:
     compute_duration: BufferedHistogram
     batch_size: BufferedHistogram
     inferences: BufferedCounter
-    queue_depth: Gauge
-    inflight: Gauge
+    queue_depth: BufferedGauge
+    inflight: BufferedGauge
     queue_rejections: Counter
     deadline_expiries: Counter
     executions: dict[str, BufferedCounter]
@@ -206,8 +227,8 @@ class ModelMetrics:
             batch_size=BufferedHistogram(BATCH_SIZE.labels(*labels)),
             inferences=BufferedCounter(INFERENCES.labels(*labels)),
             executions={reason: BufferedCounter(EXECUTIONS.labels(*labels, reason)) for reason in RELEASE_REASONS},
-            queue_depth=QUEUE_DEPTH.labels(*labels),
-            inflight=INFLIGHT.labels(*labels),
+            queue_depth=BufferedGauge(QUEUE_DEPTH.labels(*labels)),
+            inflight=BufferedGauge(INFLIGHT.labels(*labels)),
             queue_rejections=QUEUE_REJECTIONS.labels(*labels),
             deadline_expiries=DEADLINE_EXPIRIES.labels(*labels),
             model=model,

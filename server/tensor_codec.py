@@ -135,10 +135,9 @@ def _check_input_names(request: pb.ModelInferRequest, specs: dict[str, TensorSpe
 
 
 def _requested_outputs(request: pb.ModelInferRequest, config: ModelConfig) -> list[str]:
-    assert config.outputs is not None
-    known = [spec.name for spec in config.outputs]
+    known = config.output_names
     if not request.outputs:
-        return known
+        return list(known)
     names = [output.name for output in request.outputs]
     for name in names:
         if name not in known:
@@ -169,7 +168,7 @@ def decode_request(
     assert config.inputs is not None and config.max_batch_size is not None
     if len(request.inputs) > max_inputs:
         raise InvalidRequestError(f"inputs: {len(request.inputs)} tensors, more than the limit of {max_inputs}")
-    specs = {spec.name: spec for spec in config.inputs}
+    specs = config.inputs_by_name
     _check_input_names(request, specs, config.name)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
