@@ -65,6 +65,7 @@ from clients.bench_server import (
 from clients.grpc_client import build_infer_request
 from server.cpus import available_cpus, default_intra_op_threads
 
+SELF_CONTAINED_SCENARIOS = (CEILING, BATCHING, NO_BATCHING)
 # Time for every worker to receive its plan and connect before its warmup starts.
 PLAN_LEAD_SECONDS = 0.2
 
@@ -102,6 +103,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _scenario_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in SELF_CONTAINED_SCENARIOS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(SELF_CONTAINED_SCENARIOS)}, got {text!r}")
+    return names
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -128,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=available_cpus(),
         help="server processes sharing the port, the server's --workers (its default: one per CPU, here "
         f"{available_cpus()})",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_scenario_names,
+        default=list(SELF_CONTAINED_SCENARIOS),
+        help=f"which self-contained scenarios to run ({','.join(SELF_CONTAINED_SCENARIOS)})",
     )
     parser.add_argument("--reference-seconds", type=_seconds, default=2.0, help="per in-process timing (2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
@@ -246,6 +261,7 @@ def _settings_json(options: argparse.Namespace) -> dict[str, Any]:
         "warmup_s": options.warmup,
         "client_processes": options.client_processes,
         "server_workers": None if options.url else options.server_workers,
+        "scenarios": [REMOTE] if options.url else options.scenarios,
         "seed": options.seed,
         "available_cpus": available_cpus(),
         "intra_op_threads": default_intra_op_threads(),
@@ -276,7 +292,7 @@ def run_benchmark(options: argparse.Namespace) -> BenchReport:
             Scenario(REMOTE, options.model, _serialized(options.model, inputs), expected_outputs(session, inputs))
         ]
     else:
-        scenarios = self_contained_scenarios(specs, inputs, session)
+        scenarios = [s for s in self_contained_scenarios(specs, inputs, session) if s.name in options.scenarios]
     report = BenchReport(settings=_settings_json(options))
     with ExitStack() as stack:
         # Workers spawn while the server loads its models: both take about a second.
