@@ -17,6 +17,7 @@ from server.grpc_handlers import inference_service_handler
 from server.metrics import flush_buffered_metrics
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol.pool import POOL
+from server.readiness_board import ReadinessBoard
 from server.repository import ModelRepository
 from server.repository_poller import RepositoryPoller
 from server.runtime import check_single_onnxruntime
@@ -26,6 +27,8 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How often a worker re-reads the other workers' readiness for its health service.
+BOARD_POLL_SECONDS = 0.25
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
@@ -55,16 +58,20 @@ async def _flush_metrics_every_second() -> None:
 class TauServer:
     """One gRPC server over one model repository."""
 
-    def __init__(self, settings: Settings, metrics_enabled: bool | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics_enabled: bool | None = None, board: ReadinessBoard | None = None
+    ) -> None:
         self.settings = settings
+        self._board = board
         share_cpus_among(settings.worker_count)
         if metrics_enabled is None:
             metrics_enabled = settings.metrics_port != 0
         self._metrics_enabled = metrics_enabled
         self.repository = ModelRepository(settings.model_repository, metrics_enabled, on_change=self._state_changed)
-        self.servicer = InferenceServicer(self.repository, settings, metrics_enabled)
+        self.servicer = InferenceServicer(self.repository, settings, metrics_enabled, board)
         self._background: set[asyncio.Task[None]] = set()
         self.health = health.aio.HealthServicer()
+        self._published_serving: bool | None = None
         self._server: grpc.aio.Server | None = None
         self.bound_port: int | None = None
 
@@ -89,6 +96,8 @@ class TauServer:
         await self._publish_health()
         if self._metrics_enabled:
             self._spawn(_flush_metrics_every_second())
+        if self._board is not None:
+            self._spawn(self._follow_other_workers())
         if self.settings.model_control_mode == "poll":
             poller = RepositoryPoller(self.repository, self.settings.repository_poll_secs)
             self._spawn(poller.run())
@@ -116,11 +125,25 @@ class TauServer:
             self._spawn(self._publish_health())
 
     async def _publish_health(self) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        status = serving if self.servicer.server_ready() else not_serving
+        if self._board is not None:
+            self._board.publish(self.servicer.own_readiness())
+        ready = self.servicer.server_ready()
+        if ready == self._published_serving:
+            return
+        self._published_serving = ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set("", status)
         await self.health.set(INFERENCE_SERVICE, status)
+
+    async def _follow_other_workers(self) -> None:
+        """Other workers change state without telling this one: health follows them within a poll."""
+        assert self._board is not None
+        while True:
+            await asyncio.sleep(BOARD_POLL_SECONDS)
+            was_serving = self._published_serving
+            await self._publish_health()
+            if was_serving and not self._published_serving:
+                log.warning("not ready: worker(s) %s not ready", self._board.not_ready())
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, release the models."""
@@ -135,7 +158,7 @@ class TauServer:
         log.info("stopped")
 
 
-async def serve(settings: Settings, metrics_enabled: bool | None = None) -> None:
+async def serve(settings: Settings, metrics_enabled: bool | None = None, board: ReadinessBoard | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully.
 
     The signal handlers go in before anything loads, so a signal during start-up (as PID 1 in a
@@ -145,7 +168,7 @@ async def serve(settings: Settings, metrics_enabled: bool | None = None) -> None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
-    tau = TauServer(settings, metrics_enabled)
+    tau = TauServer(settings, metrics_enabled, board)
     starting = asyncio.ensure_future(tau.start())
     stopping = asyncio.ensure_future(stop_requested.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -21,6 +21,7 @@ from server.model_loader import LoadedModel
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol import model_config_pb2 as mc
+from server.readiness_board import ReadinessBoard
 from server.repository import ModelRepository
 from server.runtime import ModelLoadError
 from server.settings import Settings
@@ -174,14 +175,25 @@ def _log_refusal(request: pb.ModelInferRequest, error: RequestError) -> None:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """V2 / Open Inference Protocol over gRPC, backed by a ModelRepository."""
 
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        settings: Settings,
+        metrics_enabled: bool = True,
+        board: ReadinessBoard | None = None,
+    ) -> None:
         self._repository = repository
         self._settings = settings
         self._metrics_enabled = metrics_enabled
         self._max_elements = settings.max_elements_per_input
+        self._board = board  # set in worker mode: readiness covers every worker
         self.accepting = True
 
     def server_ready(self) -> bool:
+        """This process is ready and, with several workers, so is every other."""
+        return self.own_readiness() and (self._board is None or self._board.others_ready())
+
+    def own_readiness(self) -> bool:
         if not self.accepting:
             return False
         if self._settings.required_models:

@@ -3,7 +3,8 @@
 One Python process cannot keep many cores busy on small models (the gRPC and
 Python work per request is the bottleneck), so N processes bind the same port
 with SO_REUSEPORT (on by default in grpcio on Linux) and the kernel spreads
-connections among them. Metrics stay coherent: every worker writes to
+connections among them. Health covers them all: each worker is ready only
+while every worker is (server/readiness_board.py). Metrics stay coherent: every worker writes to
 prometheus_client's multiprocess directory, and the supervisor's /metrics
 endpoint sums them. SIGTERM to the supervisor reaches every worker, each of
 which drains as a single server does.
@@ -21,9 +22,11 @@ import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from server.logging_setup import configure_logging
 from server.metrics_endpoint import MULTIPROCESS_DIR_VARIABLE, start_metrics_endpoint
+from server.readiness_board import ReadinessBoard, allocate_slots, clear_slot
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,13 +34,14 @@ log = logging.getLogger(__name__)
 RESTART_LIMIT = 5
 
 
-def _worker_main(settings: Settings, index: int) -> None:
+def _worker_main(settings: Settings, index: int, readiness_slots: Any) -> None:
     """Entry point of one worker process."""
     from server.app import serve  # imported here so prometheus_client sees the multiprocess directory
 
     configure_logging(settings.log_level, settings.log_format)
     logging.getLogger(__name__).info("worker %d (pid %d) starting", index, os.getpid())
-    asyncio.run(serve(settings, metrics_enabled=settings.metrics_port != 0))
+    board = ReadinessBoard(readiness_slots, index)
+    asyncio.run(serve(settings, metrics_enabled=settings.metrics_port != 0, board=board))
     # asyncio restored the default handlers on the way out; a second SIGTERM (the supervisor's, after
     # a process-group signal) must not turn a clean exit into a kill.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -53,11 +57,14 @@ class WorkerSupervisor:
         self._count = count
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, BaseProcess] = {}
+        self._readiness_slots = allocate_slots(self._context, count)
         self._stopping = False
         self._restarts = 0
 
     def _start(self, index: int) -> None:
-        process = self._context.Process(target=_worker_main, args=(self._settings, index), name=f"tau-worker-{index}")
+        process = self._context.Process(
+            target=_worker_main, args=(self._settings, index, self._readiness_slots), name=f"tau-worker-{index}"
+        )
         process.start()
         self._workers[index] = process
 
@@ -89,6 +96,7 @@ class WorkerSupervisor:
             if process.is_alive() or self._stopping:
                 continue
             multiprocess.mark_process_dead(process.pid)
+            clear_slot(self._readiness_slots, index)
             self._restarts += 1
             if self._restarts > RESTART_LIMIT:
                 log.error("worker %d exited with %s; too many restarts, stopping", index, process.exitcode)

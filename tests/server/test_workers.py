@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import numpy as np
 import tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.server.onnx_builders import add_sub_model
+from server.protocol import grpc_service_pb2 as pb
+from server.protocol import grpc_service_pb2_grpc as pb_grpc
+from tests.server.onnx_builders import add_sub_model, slow_model
 from tests.server_process import REPO_ROOT, ServerProcess, free_port
 
 
@@ -54,3 +61,55 @@ def test_explicit_control_mode_refuses_several_workers(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "explicit model control needs a single worker" in result.stderr
+
+
+def _worker_pids(supervisor_pid: int) -> list[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{supervisor_pid}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _health_and_ready(address: str) -> tuple[str, bool | None]:
+    """One health check and one ServerReady over a fresh connection (the kernel picks the worker)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            ready = pb_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=1).ready
+        except grpc.RpcError as error:
+            return error.code().name, None
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status), ready
+
+
+def test_health_covers_every_worker_and_follows_a_restart(tmp_path: Path) -> None:
+    # Warming a slow model up makes each worker's start take seconds, so the window in which one
+    # worker is down and its replacement still loading is wide enough to observe.
+    slow_model(tmp_path / "repo" / "slow" / "1" / "model.onnx")
+    config = {"max_batch_size": 64, "warmup": {"batch_sizes": [64] * 6}}
+    (tmp_path / "repo" / "slow" / "config.json").write_text(json.dumps(config))
+    server = ServerProcess(tmp_path / "repo", tmp_path / "log", ["--workers", "2"])
+    try:
+        server.wait_until_live()
+        deadline = time.monotonic() + 90
+        while _health_and_ready(server.address) != ("SERVING", True) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = _worker_pids(server.process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        seen: list[tuple[str, bool | None]] = []
+        while time.monotonic() < deadline:
+            answer = _health_and_ready(server.address)
+            if answer[0] != "DEADLINE_EXCEEDED" and (not seen or seen[-1] != answer):
+                seen.append(answer)
+            if len(seen) > 1 and answer == ("SERVING", True):
+                break
+            time.sleep(0.05)
+        # Answered by the surviving worker: not ready while the other restarts, ready once it has loaded.
+        assert ("NOT_SERVING", False) in seen, seen
+        assert seen[-1] == ("SERVING", True), seen
+        assert len(_worker_pids(server.process.pid)) == 2
+        assert "worker(s) [1] not ready" in server.log()
+    finally:
+        exit_code = server.stop()
+    assert exit_code == 0, server.log()
