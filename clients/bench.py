@@ -64,6 +64,9 @@ from clients.bench_server import (
 )
 from clients.grpc_client import build_infer_request
 from server.cpus import available_cpus, default_intra_op_threads
+from server.protocol import grpc_service_pb2 as pb
+from server.protocol import grpc_service_pb2_grpc as pb_grpc
+from server.runtime import ORT_PROVIDER_BY_NAME
 
 SELF_CONTAINED_SCENARIOS = (CEILING, BATCHING, NO_BATCHING)
 # Time for every worker to receive its plan and connect before its warmup starts.
@@ -111,6 +114,24 @@ def _scenario_names(text: str) -> list[str]:
     return names
 
 
+def _provider_names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in ORT_PROVIDER_BY_NAME]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(ORT_PROVIDER_BY_NAME)}, got {text!r}")
+    return names
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -143,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_scenario_names,
         default=list(SELF_CONTAINED_SCENARIOS),
         help=f"which self-contained scenarios to run ({','.join(SELF_CONTAINED_SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--execution-providers",
+        type=_provider_names,
+        default=("cpu",),
+        help="the served models' execution_providers, also used by the in-process reference (cpu); e.g. cuda",
+    )
+    parser.add_argument(
+        "--config-override",
+        type=_json_object,
+        default={},
+        help='JSON merged into each served model\'s config.json, e.g. \'{"gpu": {"io_binding": true}}\'',
     )
     parser.add_argument("--reference-seconds", type=_seconds, default=2.0, help="per in-process timing (2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
@@ -262,6 +295,8 @@ def _settings_json(options: argparse.Namespace) -> dict[str, Any]:
         "client_processes": options.client_processes,
         "server_workers": None if options.url else options.server_workers,
         "scenarios": [REMOTE] if options.url else options.scenarios,
+        "execution_providers": list(options.execution_providers),
+        "config_override": options.config_override,
         "seed": options.seed,
         "available_cpus": available_cpus(),
         "intra_op_threads": default_intra_op_threads(),
@@ -277,14 +312,34 @@ def _open_target(
     if options.url:
         return Target(options.url, options.server_pid)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tau-bench-")))
-    repository = build_repository(workdir / "repository", options.model_file, specs[0], options.rows)
+    repository = build_repository(
+        workdir / "repository",
+        options.model_file,
+        specs[0],
+        options.rows,
+        options.execution_providers,
+        options.config_override,
+    )
     server = stack.enter_context(ServerUnderTest(repository, workdir / "server.log", options.server_workers))
     server.wait_until_live()
+    check_active_provider(server.address, [MODEL_NAME, NO_BATCH_MODEL_NAME], options.execution_providers[0])
     return Target(server.address, server.pid)
 
 
+def check_active_provider(address: str, models: list[str], requested: str) -> None:
+    """A model that fell back to another provider than the one asked for first is an error, never a quiet number."""
+    wanted = ORT_PROVIDER_BY_NAME[requested]
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for model in models:
+            config = stub.ModelConfig(pb.ModelConfigRequest(name=model), timeout=10).config
+            active = config.parameters["execution_provider"].string_value
+            if active != wanted:
+                raise ServerStartError(f"model '{model}' runs on {active}, not on {wanted} as asked")
+
+
 def run_benchmark(options: argparse.Namespace) -> BenchReport:
-    session = reference_session(options.model_file)
+    session = reference_session(options.model_file, options.execution_providers, options.config_override)
     specs = read_inputs(session)
     inputs = make_inputs(specs, options.rows, options.seed)
     if options.url:

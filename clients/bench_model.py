@@ -10,6 +10,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,9 +19,10 @@ from onnx import helper
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from clients.bench_check import ExpectedOutputs
+from server.config import ConfigError, ModelConfig, parse_model_config
 from server.cpus import default_intra_op_threads
 from server.datatypes import DATATYPE_BY_ONNX_TYPE, NUMPY_BY_DATATYPE
-from server.runtime import DEFAULT_MAX_BATCH_SIZE
+from server.runtime import DEFAULT_MAX_BATCH_SIZE, ORT_PROVIDER_BY_NAME, provider_options
 
 MODEL_NAME = "model"
 NO_BATCH_MODEL_NAME = "model_nobatch"
@@ -44,14 +46,37 @@ class InputSpec:
     shape: tuple[int | None, ...]
 
 
-def reference_session(model_file: Path) -> ort.InferenceSession:
-    """A session set up as a one-process server sets up its own: default_intra_op_threads(), no spinning."""
+def reference_session(
+    model_file: Path, execution_providers: tuple[str, ...] = ("cpu",), overrides: dict[str, Any] | None = None
+) -> ort.InferenceSession:
+    """A session set up as a one-process server sets up its own: default_intra_op_threads(), no spinning,
+    the same execution providers with the same options. Refuses one whose first provider did not load."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = default_intra_op_threads()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    return ort.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
+    config = served_config(execution_providers, overrides)
+    providers = provider_options(config)
+    wanted = ORT_PROVIDER_BY_NAME[execution_providers[0]]
+    if wanted not in ort.get_available_providers():
+        raise BenchModelError(
+            f"--execution-providers: this ONNX Runtime has no {wanted} (available: {ort.get_available_providers()})"
+        )
+    session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
+    if session.get_providers()[0] != wanted:
+        raise BenchModelError(f"in-process reference: asked for {wanted}, got {session.get_providers()}")
+    return session
+
+
+def served_config(execution_providers: tuple[str, ...], overrides: dict[str, Any] | None) -> ModelConfig:
+    """The parts of the served models' config that shape a session, as the server parses them."""
+    raw = {"execution_providers": list(execution_providers), **(overrides or {})}
+    keys = ("execution_providers", "gpu_device_id", "gpu", "require_gpu")
+    try:
+        return parse_model_config({key: raw[key] for key in keys if key in raw}, "reference")
+    except ConfigError as error:
+        raise BenchModelError(f"--execution-providers / --config-override: {error}") from error
 
 
 def read_inputs(session: ort.InferenceSession) -> list[InputSpec]:
@@ -130,18 +155,34 @@ def _copy_model_file(model_file: Path, destination: Path) -> None:
         shutil.copyfile(model_file.parent / location, target)
 
 
-def build_repository(root: Path, model_file: Path, first_input: InputSpec, rows: int) -> Path:
-    """`model` (batching, no delay), `model_nobatch` and `identity`, all allowing `rows` rows per request."""
+def _merged(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` on top of `config`, one level deep (a `gpu` override keeps the other `gpu` keys)."""
+    merged = dict(config)
+    for key, value in overrides.items():
+        existing = merged.get(key)
+        merged[key] = {**existing, **value} if isinstance(value, dict) and isinstance(existing, dict) else value
+    return merged
+
+
+def build_repository(
+    root: Path,
+    model_file: Path,
+    first_input: InputSpec,
+    rows: int,
+    execution_providers: tuple[str, ...] = ("cpu",),
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """`model` (batching, no delay), `model_nobatch` and `identity`, all allowing `rows` rows per request,
+    on `execution_providers`, with `overrides` merged into each config."""
     max_batch_size = max(DEFAULT_MAX_BATCH_SIZE, rows)
+    common = {"max_batch_size": max_batch_size, "execution_providers": list(execution_providers)}
     configs = {
-        MODEL_NAME: {"max_batch_size": max_batch_size, "dynamic_batching": {"max_queue_delay_microseconds": 0}},
-        NO_BATCH_MODEL_NAME: {"max_batch_size": max_batch_size, "dynamic_batching": {"enabled": False}},
+        MODEL_NAME: {**common, "dynamic_batching": {"max_queue_delay_microseconds": 0}},
+        NO_BATCH_MODEL_NAME: {**common, "dynamic_batching": {"enabled": False}},
         # Batches as `model` does, so the two differ only by the graph's compute.
-        IDENTITY_MODEL_NAME: {
-            "max_batch_size": max_batch_size,
-            "dynamic_batching": {"max_queue_delay_microseconds": 0},
-        },
+        IDENTITY_MODEL_NAME: {**common, "dynamic_batching": {"max_queue_delay_microseconds": 0}},
     }
+    configs = {name: _merged(config, overrides or {}) for name, config in configs.items()}
     _copy_model_file(model_file, root / MODEL_NAME / "1" / "model.onnx")
     _copy_model_file(model_file, root / NO_BATCH_MODEL_NAME / "1" / "model.onnx")
     write_identity_model(first_input, root / IDENTITY_MODEL_NAME / "1" / "model.onnx")

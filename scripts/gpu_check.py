@@ -1,10 +1,11 @@
 """GPU check: export the examples, serve them on CUDA, prove CUDA is the active provider, benchmark them.
 
-    python scripts/gpu_check.py [--concurrency 1,8,32] [--duration 5]
+    python scripts/gpu_check.py [--concurrency 1,8,32,128] [--workers 1] [--duration 4] [--write docs/performance.md]
 
 Needs a machine with an NVIDIA GPU and `pip install -e '.[gpu,export,dev]'` (onnxruntime-gpu
 instead of onnxruntime). Without a CUDA provider it says so and exits 77 (the usual "skipped"
-code), changing nothing. Prints the benchmark tables for both example models.
+code), changing nothing. Prints the performance table (tau-bench-table) for both example models,
+served on CUDA with I/O binding and compared with in-process ONNX Runtime on CUDA.
 """
 
 from __future__ import annotations
@@ -17,32 +18,29 @@ import sys
 import tempfile
 from pathlib import Path
 
-import grpc
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.protocol import grpc_service_pb2 as pb
-from server.protocol import grpc_service_pb2_grpc as pb_grpc
-from tests.server_process import REPO_ROOT, running_server
+from clients import bench_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SKIPPED = 77
 EXAMPLES = ("mlp", "cnn")
 
 
-def gpu_config(model_dir: Path) -> None:
-    """Serve on CUDA only, fail the load rather than fall back, bind I/O, warm up the shapes."""
-    config = json.loads((model_dir / "config.json").read_text())
-    config |= {
-        "execution_providers": ["cuda"],
-        "require_gpu": True,
-        "gpu": {"io_binding": True, "cudnn_conv_algo_search": "HEURISTIC"},
-        "warmup": {"batch_sizes": [1, 8, 32], "data": "random"},
-    }
-    (model_dir / "config.json").write_text(json.dumps(config, indent=2))
+# Serve on CUDA only (a load that does not get CUDA fails instead of falling back), bind I/O,
+# warm up the shapes the benchmark sends.
+GPU_OVERRIDE = {
+    "require_gpu": True,
+    "gpu": {"io_binding": True, "cudnn_conv_algo_search": "HEURISTIC"},
+    "warmup": {"batch_sizes": [1, 8, 32], "data": "random"},
+}
 
 
 def build_repository(root: Path) -> None:
+    """The examples freshly exported where torch is installed, else the bundled ones."""
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -51,25 +49,14 @@ def build_repository(root: Path) -> None:
             shutil.copytree(REPO_ROOT / "models" / name, root / name)
     else:
         subprocess.run([sys.executable, "-m", "exporter", "examples", "--repository", str(root)], check=True)
-    for name in EXAMPLES:
-        gpu_config(root / name)
-
-
-def active_providers(address: str) -> dict[str, str]:
-    with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        return {
-            name: stub.ModelConfig(pb.ModelConfigRequest(name=name), timeout=10)
-            .config.parameters["execution_provider"]
-            .string_value
-            for name in EXAMPLES
-        }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--duration", default="5")
+    parser.add_argument("--concurrency", default="1,8,32,128")
+    parser.add_argument("--workers", default="1", help="server worker counts; each holds its own CUDA context (1)")
+    parser.add_argument("--duration", default="4")
+    parser.add_argument("--write", type=Path, help="also put the table between the markers of this file")
     args = parser.parse_args(argv)
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
@@ -78,23 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return SKIPPED
     with tempfile.TemporaryDirectory() as workdir:
-        repo = Path(workdir) / "models"
-        repo.mkdir()
-        build_repository(repo)
-        server_args = ["--workers", "1", "--metrics-port", "0"]
-        with running_server(repo, Path(workdir) / "server.log", server_args) as server:
-            providers = active_providers(server.address)
-            print(f"active providers: {providers}")
-            if set(providers.values()) != {"CUDAExecutionProvider"}:
-                print(f"FAIL: a model is not on CUDA:\n{server.log()}")
-                return 1
-            for name in EXAMPLES:
-                command = [sys.executable, "-m", "clients.bench", "--model-file", str(repo / name / "1" / "model.onnx")]
-                command += ["--url", server.address, "--model", name, "--server-pid", str(server.process.pid)]
-                command += ["--concurrency", args.concurrency, "--duration", args.duration]
-                print(f"\n## {name} on CUDA\n", flush=True)
-                subprocess.run(command, cwd=REPO_ROOT, check=True)
-    return 0
+        repository = Path(workdir) / "models"
+        repository.mkdir()
+        build_repository(repository)
+        # tau-bench-table checks that the server's models and the in-process reference both run on CUDA,
+        # and stops with an error (exit 2) if either fell back.
+        table_args = ["--model-repository", str(repository), "--models", ",".join(EXAMPLES)]
+        table_args += ["--execution-providers", "cuda", "--config-override", json.dumps(GPU_OVERRIDE)]
+        table_args += ["--workers", args.workers, "--concurrency", args.concurrency, "--duration", args.duration]
+        if args.write:
+            table_args += ["--write", str(args.write.resolve()), "--marker", "tau-bench-table-gpu"]
+        return bench_table.main(table_args)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from clients import bench
+from clients.bench import check_active_provider
 from clients.bench_check import WRONG_ANSWER, ExpectedOutputs, compare_outputs, verify_response
 from clients.bench_load import split_concurrency
 from clients.bench_model import IDENTITY_OUTPUT_NAME, make_inputs, read_inputs, reference_session, write_identity_model
-from clients.bench_server import BatchCounters, batches_between, listening_sockets, process_tree
+from clients.bench_server import (
+    BatchCounters,
+    ServerStartError,
+    batches_between,
+    listening_sockets,
+    process_tree,
+)
 from clients.grpc_client import build_infer_request
 from server.protocol import grpc_service_pb2 as pb
 from tests.server.onnx_builders import add_sub_model
+from tests.server_process import running_server
 
 SCENARIOS = {"ceiling", "batching", "no-batching"}
 CONCURRENCY = [1, 4]
@@ -190,3 +199,47 @@ def test_process_tree_includes_children_and_listening_sockets_are_counted(tmp_pa
             assert child.pid in process_tree(os.getpid())
         finally:
             child.kill()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA present")
+def test_asking_for_cuda_without_it_stops_the_bench_with_a_clear_error(
+    two_input_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = bench.main(["--model-file", str(two_input_model), *QUICK, "--execution-providers", "cuda"])
+    assert code == 2
+    assert "CUDAExecutionProvider" in capsys.readouterr().err
+
+
+def test_a_served_model_that_fell_back_to_another_provider_is_an_error(tmp_path: Path) -> None:
+    # The server drops a provider this ONNX Runtime lacks and loads on the next one; the bench must
+    # then refuse to report numbers as if they were the requested provider's.
+    add_sub_model(tmp_path / "repo" / "add_sub" / "1" / "model.onnx")
+    config = {"execution_providers": ["cuda", "cpu"]}
+    (tmp_path / "repo" / "add_sub" / "config.json").write_text(json.dumps(config))
+    with running_server(tmp_path / "repo", tmp_path / "log") as server:
+        check_active_provider(server.address, ["add_sub"], "cpu")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            with pytest.raises(ServerStartError, match="runs on CPUExecutionProvider, not on CUDAExecutionProvider"):
+                check_active_provider(server.address, ["add_sub"], "cuda")
+
+
+def test_config_override_reaches_every_served_model(two_input_model: Path, tmp_path: Path) -> None:
+    # A max_batch_size below the rows per request: the server must refuse every request by name.
+    out = tmp_path / "bench.json"
+    argv = ["--model-file", str(two_input_model), *QUICK, "--concurrency", "1", "--rows", "4"]
+    argv += ["--scenarios", "batching", "--config-override", '{"max_batch_size": 2}', "--json", str(out)]
+    assert bench.main(argv) == 1
+    report = json.loads(out.read_text())
+    assert report["settings"]["config_override"] == {"max_batch_size": 2}
+    assert [run["scenario"] for run in report["runs"]] == ["batching"]
+    assert set(report["runs"][0]["errors"]) == {"INVALID_ARGUMENT"}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--execution-providers", "gpu"), ("--config-override", "[1]"), ("--config-override", "{"), ("--scenarios", "x")],
+)
+def test_bad_bench_flags_are_refused_by_name(two_input_model: Path, flag: str, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_arguments(["--model-file", str(two_input_model), flag, value])
+    assert exit_info.value.code == 2

@@ -10,9 +10,10 @@ import pytest
 
 from clients import bench_table
 from clients.bench_report import RunResult
-from clients.bench_table import BEGIN_MARKER, END_MARKER, TableRow, replace_between_markers
+from clients.bench_table import TableRow, markers, replace_between_markers
 from tests.server.onnx_builders import add_sub_model
 
+BEGIN_MARKER, END_MARKER = markers()
 QUICK = ["--duration", "0.4", "--warmup", "0.2", "--reference-seconds", "0.2"]
 
 
@@ -63,6 +64,13 @@ def test_only_the_text_between_the_markers_is_replaced() -> None:
     assert replace_between_markers(replaced, "new table\n") == replaced
 
 
+def test_a_named_table_leaves_the_default_one_alone() -> None:
+    gpu_begin, gpu_end = markers("gpu")
+    text = f"{BEGIN_MARKER}\ncpu\n{END_MARKER}\n{gpu_begin}\nold\n{gpu_end}\n"
+    expected = f"{BEGIN_MARKER}\ncpu\n{END_MARKER}\n{gpu_begin}\nnew\n{gpu_end}\n"
+    assert replace_between_markers(text, "new\n", "gpu") == expected
+
+
 @pytest.mark.parametrize("text", ["no markers", f"{END_MARKER}\n{BEGIN_MARKER}\n"])
 def test_a_file_without_both_markers_in_order_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="markers"):
@@ -111,6 +119,17 @@ def test_one_command_measures_every_combination_and_rewrites_the_doc(tmp_path: P
     reports = json.loads(out.read_text())
     assert [(report["model"], report["workers"]) for report in reports] == [("addsub", 1), ("addsub", 2)]
     assert all(run["scenario"] == "batching" for report in reports for run in report["runs"])
+
+
+def test_a_doc_without_the_markers_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text("no markers here\n")
+    code = bench_table.main(["--models", "mlp", *QUICK, "--write", str(doc), "--marker", "gpu"])
+    assert code == 2
+    assert "<!-- gpu:begin -->" in capsys.readouterr().err
+    assert doc.read_text() == "no markers here\n"
 
 
 def test_a_missing_model_is_reported_without_touching_the_doc(
