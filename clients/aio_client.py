@@ -124,7 +124,8 @@ class AsyncTauClient(ClientBase):
         timeout_seconds: float | None = None,
         headers: Mapping[str, str] | None = None,
         parameters: Mapping[str, ParameterValue] | None = None,
+        classify: Mapping[str, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """As TauClient.infer: the outputs as read-only numpy arrays; the budget covers every retry."""
-        request = encode_infer_request(model, inputs, outputs, version, request_id, parameters)
+        request = encode_infer_request(model, inputs, outputs, version, request_id, parameters, classify)
         return decode_infer_response_bytes(await self._call("ModelInfer", request, timeout_seconds, headers))

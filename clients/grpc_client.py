@@ -128,11 +128,14 @@ class TauClient(ClientBase):
         timeout_seconds: float | None = None,
         headers: Mapping[str, str] | None = None,
         parameters: Mapping[str, ParameterValue] | None = None,
+        classify: Mapping[str, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run `model` on `inputs`; returns the requested outputs (all when None) as read-only numpy arrays.
 
         `timeout_seconds` is the whole call's budget, retries included; `headers` add
-        to the client's; `parameters` are the request's V2 parameters (e.g. priority).
+        to the client's; `parameters` are the request's V2 parameters (e.g. priority);
+        `classify` maps outputs to a number of top classes to get instead of their values
+        (b"<value>:<index>[:<label>]" each, highest first).
         """
-        request = encode_infer_request(model, inputs, outputs, version, request_id, parameters)
+        request = encode_infer_request(model, inputs, outputs, version, request_id, parameters, classify)
         return decode_infer_response_bytes(self._call("ModelInfer", request, timeout_seconds, headers))

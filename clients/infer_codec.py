@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from server.bytes_tensor import deserialize_bytes_tensor
+from server.classification import CLASSIFICATION_PARAMETER
 from server.datatypes import CONTENTS_FIELD_BY_DATATYPE, DATATYPE_BY_NUMPY, NUMPY_BY_DATATYPE
 from server.protocol import grpc_service_pb2 as pb
 
@@ -63,6 +65,7 @@ def _request_header(
     version: str,
     request_id: str,
     parameters: Mapping[str, ParameterValue] | None,
+    classify: Mapping[str, int] | None = None,
 ) -> tuple[pb.ModelInferRequest, list[np.ndarray]]:
     request = pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
     arrays = []
@@ -70,8 +73,12 @@ def _request_header(
         array = np.asarray(value)
         request.inputs.add(name=name, datatype=_datatype_of(name, array), shape=array.shape)
         arrays.append(_little_endian_contiguous(array))
-    for name in outputs or ():
-        request.outputs.add(name=name)
+    classify = classify or {}
+    requested = list(outputs or ()) + [name for name in classify if name not in (outputs or ())]
+    for name in requested:
+        output = request.outputs.add(name=name)
+        if name in classify:
+            output.parameters[CLASSIFICATION_PARAMETER].int64_param = classify[name]
     for key, parameter in (parameters or {}).items():
         _set_parameter(request.parameters, key, parameter)
     return request, arrays
@@ -84,9 +91,10 @@ def build_infer_request(
     version: str = "",
     request_id: str = "",
     parameters: Mapping[str, ParameterValue] | None = None,
+    classify: Mapping[str, int] | None = None,
 ) -> pb.ModelInferRequest:
     """A ModelInferRequest message with every input in raw_input_contents (little-endian, row-major)."""
-    request, arrays = _request_header(model, inputs, outputs, version, request_id, parameters)
+    request, arrays = _request_header(model, inputs, outputs, version, request_id, parameters, classify)
     for array in arrays:
         request.raw_input_contents.append(array.tobytes())
     return request
@@ -108,9 +116,13 @@ def encode_infer_request(
     version: str = "",
     request_id: str = "",
     parameters: Mapping[str, ParameterValue] | None = None,
+    classify: Mapping[str, int] | None = None,
 ) -> bytes:
-    """The serialized ModelInferRequest, byte for byte what protobuf would write, with one copy per tensor."""
-    request, arrays = _request_header(model, inputs, outputs, version, request_id, parameters)
+    """The serialized ModelInferRequest, byte for byte what protobuf would write, with one copy per tensor.
+
+    `classify` asks for outputs as their top classes (Triton's classification extension): output
+    name -> how many; those outputs come back as arrays of b"<value>:<index>[:<label>]"."""
+    request, arrays = _request_header(model, inputs, outputs, version, request_id, parameters, classify)
     pieces: list[bytes | memoryview] = [request.SerializeToString()]
     for array in arrays:
         # join reads the array's own buffer: this is the one copy of the tensor.
@@ -163,6 +175,8 @@ OutputTensor = pb.ModelInferResponse.InferOutputTensor
 
 
 def _array_from_bytes(tensor: OutputTensor, data: bytes, offset: int, length: int) -> np.ndarray:
+    if tensor.datatype == "BYTES":
+        return deserialize_bytes_tensor(memoryview(data)[offset : offset + length], tuple(tensor.shape))
     dtype = NUMPY_BY_DATATYPE.get(tensor.datatype)
     if dtype is None:
         raise ValueError(f"output '{tensor.name}': datatype {tensor.datatype} has no numpy dtype")

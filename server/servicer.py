@@ -34,7 +34,14 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "tau"
 SERVER_VERSION = "0.1.0"
 # Only what is really implemented: tritonclient and KServe tooling read this list.
-SERVER_EXTENSIONS = ("model_configuration", "model_repository", "parameters", "schedule_policy", "statistics")
+SERVER_EXTENSIONS = (
+    "classification",
+    "model_configuration",
+    "model_repository",
+    "parameters",
+    "schedule_policy",
+    "statistics",
+)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
@@ -290,7 +297,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             priority=decoded.priority,
             timeout_seconds=_timeout_seconds(decoded.timeout_microseconds, model.config, context),
         )
-        return encode_response(request, model.name, model.version, outputs)
+        return encode_response(request, model.name, model.version, outputs, decoded.classifications, model.config)
 
     def _record(self, request: pb.ModelInferRequest, model: LoadedModel | None, code: str, seconds: float) -> None:
         if model is None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from server.bytes_tensor import serialize_bytes_tensor
+from server.classification import CLASSIFICATION_PARAMETER, top_classes
 from server.config import ModelConfig, TensorSpec
 from server.datatypes import CONTENTS_FIELD_BY_DATATYPE, DATATYPE_BY_NUMPY, NUMPY_BY_DATATYPE
 from server.errors import InvalidRequestError
@@ -40,6 +42,7 @@ class DecodedRequest:
     priority: int = 0  # 0: the model's default level
     timeout_microseconds: int | None = None  # from the `timeout` parameter, as tritonclient sends it
     parameters: dict[str, Any] = field(default_factory=dict)
+    classifications: dict[str, int] = field(default_factory=dict)  # output -> top classes to return
 
 
 def _parameter_value(parameter: pb.InferParameter) -> Any:
@@ -134,17 +137,28 @@ def _check_input_names(request: pb.ModelInferRequest, specs: dict[str, TensorSpe
         raise InvalidRequestError(f"missing input '{missing[0]}': model '{model}' expects inputs {sorted(specs)}")
 
 
-def _requested_outputs(request: pb.ModelInferRequest, config: ModelConfig) -> list[str]:
+def _requested_outputs(request: pb.ModelInferRequest, config: ModelConfig) -> tuple[list[str], dict[str, int]]:
+    """The outputs to return, and those to return as their top classes (Triton's classification extension)."""
     known = config.output_names
     if not request.outputs:
-        return list(known)
+        return list(known), {}
     names = [output.name for output in request.outputs]
-    for name in names:
+    classifications: dict[str, int] = {}
+    for output in request.outputs:
+        name = output.name
         if name not in known:
             raise InvalidRequestError(f"unknown requested output '{name}': model '{config.name}' has {known}")
         if names.count(name) > 1:
             raise InvalidRequestError(f"output '{name}' is requested more than once")
-    return names
+        if CLASSIFICATION_PARAMETER in output.parameters:
+            count = _parameter_value(output.parameters[CLASSIFICATION_PARAMETER])
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise InvalidRequestError(
+                    f"output '{name}': parameter '{CLASSIFICATION_PARAMETER}': expected a positive integer, "
+                    f"got {count!r}"
+                )
+            classifications[name] = count
+    return names, classifications
 
 
 def _scheduling_parameters(parameters: dict[str, Any], config: ModelConfig) -> tuple[int, int | None]:
@@ -202,9 +216,11 @@ def decode_request(
             arrays[tensor.name] = _from_typed(spec, shape, count, tensor.contents)
     parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
     priority, timeout_microseconds = _scheduling_parameters(parameters, config)
+    output_names, classifications = _requested_outputs(request, config)
     return DecodedRequest(
         inputs=arrays,
-        output_names=_requested_outputs(request, config),
+        output_names=output_names,
+        classifications=classifications,
         batch_size=batch_size,
         priority=priority,
         timeout_microseconds=timeout_microseconds,
@@ -213,11 +229,25 @@ def decode_request(
 
 
 def encode_response(
-    request: pb.ModelInferRequest, model_name: str, model_version: str, outputs: dict[str, np.ndarray]
+    request: pb.ModelInferRequest,
+    model_name: str,
+    model_version: str,
+    outputs: dict[str, np.ndarray],
+    classifications: dict[str, int] | None = None,
+    config: ModelConfig | None = None,
 ) -> pb.ModelInferResponse:
-    """Build the response with raw_output_contents, the only form tritonclient reads."""
+    """Build the response with raw_output_contents, the only form tritonclient reads.
+
+    Outputs in `classifications` go out as BYTES top classes, labelled from `config.labels`."""
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request.id)
     for name, array in outputs.items():
+        if classifications and name in classifications:
+            batched = bool(config and config.max_batch_size)
+            labels = config.labels if config else ()
+            classes = top_classes(array, classifications[name], labels, batched)
+            response.outputs.add(name=name, datatype="BYTES", shape=classes.shape)
+            response.raw_output_contents.append(serialize_bytes_tensor(classes.flat))
+            continue
         datatype = DATATYPE_BY_NUMPY.get(array.dtype)
         if datatype is None:
             raise TypeError(f"output '{name}' has dtype {array.dtype}, which has no V2 datatype")

@@ -36,6 +36,7 @@ def test_server_metadata_lists_only_implemented_extensions(client: triton.Infere
     metadata = client.get_server_metadata()
     assert metadata.name == "tau"
     assert set(metadata.extensions) == {
+        "classification",
         "model_configuration",
         "model_repository",
         "parameters",
