@@ -8,10 +8,8 @@ whenever `max_batch_size` > 0, as in Triton.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from server.datatypes import NUMPY_BY_DATATYPE
@@ -339,18 +337,3 @@ def parse_model_config(raw: Any, model_name: str) -> ModelConfig:
         gpu=_parse_flat(raw.get("gpu", {}), "gpu", GpuConfig),
         labels=tuple(str(label) for label in labels),
     )
-
-
-def load_model_config(model_dir: Path) -> ModelConfig:
-    """Read `<model_dir>/config.json`, or return the all-defaults config when there is none."""
-    path = model_dir / CONFIG_FILE_NAME
-    if not path.exists():
-        return ModelConfig(name=model_dir.name)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: not valid JSON: {error}") from error
-    try:
-        return parse_model_config(raw, model_dir.name)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from error

@@ -19,7 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from server.config import ConfigError, ModelConfig, load_model_config, parse_model_config
+from server.config import ConfigError, ModelConfig, parse_model_config
+from server.config_files import load_model_config
 from server.errors import ModelNotFoundError, ModelNotReadyError
 from server.metrics import record_model_failed, record_model_unloaded
 from server.model_loader import LoadedModel, load_model_version, version_numbers

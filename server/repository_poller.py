@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from server.config import CONFIG_FILE_NAME
+from server.config_files import CONFIG_FILE_NAMES
 from server.errors import ModelNotFoundError
 from server.model_loader import MODEL_FILE_NAME
 from server.repository import ModelRepository
@@ -33,8 +33,8 @@ def _stat(path: Path, label: str) -> tuple[str, int, int] | None:
 
 
 def model_fingerprint(model_dir: Path) -> Fingerprint:
-    """What poll mode watches in one model folder: config.json and each version's model file."""
-    entries = [_stat(model_dir / CONFIG_FILE_NAME, CONFIG_FILE_NAME)]
+    """What poll mode watches in one model folder: config.json, config.pbtxt and each version's model file."""
+    entries = [_stat(model_dir / name, name) for name in CONFIG_FILE_NAMES]
     try:
         children = sorted(model_dir.iterdir())
     except OSError:

@@ -1,4 +1,5 @@
-"""Translate Triton's model configuration (as JSON, what tritonclient's `load_model(config=...)` sends) to Tau's.
+"""Translate Triton's model configuration to Tau's: as JSON (what tritonclient's `load_model(config=...)`
+sends) or as a repository's config.pbtxt (protobuf text format).
 
 Only the fields Tau implements are accepted; anything else is refused by name
 rather than silently ignored.
@@ -6,9 +7,14 @@ rather than silently ignored.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format, text_format
+
 from server.config import ConfigError
+from server.protocol import model_config_pb2 as mc
 
 _TRITON_ONLY_KEYS = {"input", "output", "instance_group", "backend", "default_model_filename"}
 _SUPPORTED_KEYS = {
@@ -37,7 +43,55 @@ def _tensor(raw: dict[str, Any], key: str) -> dict[str, Any]:
     data_type = str(raw.get("data_type", ""))
     if not data_type.startswith("TYPE_"):
         raise ConfigError(f"{key}.data_type: expected a Triton type like TYPE_FP32, got {data_type!r}")
-    return {"name": raw.get("name"), "datatype": data_type.removeprefix("TYPE_"), "shape": raw.get("dims", [])}
+    # Protobuf's JSON form writes int64 dims as strings.
+    dims = [int(dim) if isinstance(dim, str) and dim.lstrip("-").isdigit() else dim for dim in raw.get("dims", [])]
+    return {"name": raw.get("name"), "datatype": data_type.removeprefix("TYPE_"), "shape": dims}
+
+
+def _labels(outputs: list[dict[str, Any]], model_dir: Path | None) -> list[str] | None:
+    """Tau keeps one label list per model: read from the one output that names a label_filename."""
+    files = [(item.get("name"), item["label_filename"]) for item in outputs if item.get("label_filename")]
+    if not files:
+        return None
+    if len(files) > 1:
+        raise ConfigError(f"output label_filename: Tau keeps one label list per model, got {len(files)} files")
+    output, file_name = files[0]
+    if model_dir is None:
+        raise ConfigError(
+            f"output '{output}': label_filename needs a file in the model folder; send the labels as 'labels'"
+        )
+    path = model_dir / file_name
+    if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+        raise ConfigError(f"output '{output}': label_filename must name a file inside the model folder")
+    try:
+        return [line.rstrip("\r") for line in path.read_text().split("\n") if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"output '{output}': label_filename {file_name!r}: {error}") from error
+
+
+def read_config_pbtxt(path: Path) -> dict[str, Any]:
+    """Triton's config.pbtxt (protobuf text format of ModelConfig) as the JSON dict from_triton_json reads."""
+    try:
+        text = path.read_text()
+        message = text_format.Parse(text, mc.ModelConfig())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read: {error}") from error
+    except text_format.ParseError as error:
+        raise ConfigError(f"not a Triton model configuration: {error}") from error
+    raw: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # JSON leaves out zero values, but an explicit `max_batch_size: 0` means "no batch dimension".
+    if re.search(r"^\s*max_batch_size\s*:", text, re.MULTILINE):
+        raw["max_batch_size"] = message.max_batch_size
+    return raw
+
+
+def _version_policy(raw: Any) -> Any:
+    """Specific versions arrive as strings from protobuf's JSON form (int64)."""
+    specific = raw.get("specific") if isinstance(raw, dict) else None
+    if isinstance(specific, dict) and isinstance(specific.get("versions"), list):
+        versions = [int(v) if isinstance(v, str) and v.isdigit() else v for v in specific["versions"]]
+        return {"specific": {**specific, "versions": versions}}
+    return raw
 
 
 def _batching(raw: dict[str, Any]) -> dict[str, Any]:
@@ -54,21 +108,26 @@ def _batching(raw: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def from_triton_json(raw: dict[str, Any]) -> dict[str, Any]:
-    """A Tau config.json dict from a Triton ModelConfig JSON dict."""
+def from_triton_json(raw: dict[str, Any], model_dir: Path | None = None) -> dict[str, Any]:
+    """A Tau config.json dict from a Triton ModelConfig JSON dict (label files read from `model_dir`)."""
     unsupported = set(raw) - _SUPPORTED_KEYS
     if unsupported:
         raise ConfigError(f"Triton config keys Tau does not support: {sorted(unsupported)}")
     backend = raw.get("backend", "onnxruntime")
     if backend != "onnxruntime":
         raise ConfigError(f"backend: Tau serves only 'onnxruntime', got {backend!r}")
-    converted: dict[str, Any] = {key: raw[key] for key in ("name", "platform", "version_policy") if key in raw}
+    converted: dict[str, Any] = {key: raw[key] for key in ("name", "platform") if key in raw}
+    if "version_policy" in raw:
+        converted["version_policy"] = _version_policy(raw["version_policy"])
     if "max_batch_size" in raw:
         converted["max_batch_size"] = int(raw["max_batch_size"])
     if raw.get("input"):
         converted["inputs"] = [_tensor(item, f"input[{i}]") for i, item in enumerate(raw["input"])]
     if raw.get("output"):
         converted["outputs"] = [_tensor(item, f"output[{i}]") for i, item in enumerate(raw["output"])]
+        labels = _labels(raw["output"], model_dir)
+        if labels is not None:
+            converted["labels"] = labels
     groups = raw.get("instance_group") or []
     if groups:
         converted["instance_count"] = sum(int(group.get("count", 1)) for group in groups)

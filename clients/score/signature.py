@@ -11,7 +11,8 @@ import numpy as np
 from clients.aio_client import AsyncTauClient
 from clients.errors import InferenceError
 from clients.score.options import ScoreOptions, UsageError
-from server.config import ConfigError, ModelConfig, TensorSpec, load_model_config
+from server.config import ConfigError, ModelConfig, TensorSpec
+from server.config_files import load_model_config
 from server.datatypes import NUMPY_BY_DATATYPE
 
 MODEL_FILE_NAME = "model.onnx"

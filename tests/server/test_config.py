@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, ModelConfig, TensorSpec, load_model_config, parse_model_config
+from server.config import ConfigError, ModelConfig, TensorSpec, parse_model_config
+from server.config_files import load_model_config
 
 
 def test_missing_config_file_gives_all_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""A Triton repository served as it is: config.pbtxt read in protobuf text format, label files included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+
+from server.config import ConfigError
+from server.config_files import load_model_config
+from server.repository_poller import model_fingerprint
+from tests.server.onnx_builders import add_sub_model, identity_model
+from tests.server_process import running_server
+
+TRITON_CONFIG = """
+name: "scores"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] }
+]
+output [
+  { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ], label_filename: "labels.txt" }
+]
+version_policy: { specific: { versions: [ 1 ] } }
+instance_group [ { count: 2, kind: KIND_CPU } ]
+dynamic_batching {
+  preferred_batch_size: [ 4 ]
+  max_queue_delay_microseconds: 100
+  default_queue_policy { max_queue_size: 16, default_timeout_microseconds: 5000000 }
+}
+"""
+
+
+def triton_model(root: Path, name: str = "scores", config: str = TRITON_CONFIG) -> Path:
+    model_dir = root / name
+    identity_model(model_dir / "1" / "model.onnx", "FP32")
+    (model_dir / "config.pbtxt").write_text(config)
+    (model_dir / "labels.txt").write_text("cat\ndog\nbird\nfish\n")
+    return model_dir
+
+
+def test_every_supported_field_of_a_config_pbtxt_is_read(tmp_path: Path) -> None:
+    config = load_model_config(triton_model(tmp_path))
+    assert config.max_batch_size == 8
+    assert [(spec.name, spec.datatype, spec.shape) for spec in config.inputs or ()] == [("INPUT0", "FP32", (4,))]
+    assert config.labels == ("cat", "dog", "bird", "fish")
+    assert (config.version_policy.kind, config.version_policy.versions) == ("specific", (1,))
+    assert config.instance_count == 2
+    batching = config.dynamic_batching
+    assert batching.enabled and batching.preferred_batch_sizes == (4,)
+    assert (batching.max_queue_delay_microseconds, batching.max_queue_size) == (100, 16)
+    assert batching.default_timeout_microseconds == 5_000_000
+
+
+def test_an_explicit_zero_max_batch_size_means_no_batch_dimension(tmp_path: Path) -> None:
+    text = 'max_batch_size: 0\ninput [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1, 4 ] } ]'
+    assert load_model_config(triton_model(tmp_path, config=text)).max_batch_size == 0
+    inferred = triton_model(tmp_path, "inferred", config='platform: "onnxruntime_onnx"')
+    assert load_model_config(inferred).max_batch_size is None  # left to the graph, as Triton's auto-complete
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("sequence_batching { }", "sequence_batching"),
+        ("max_batch_size: eight", "max_batch_size"),
+        ('backend: "python"', "backend"),
+        ('output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [4], label_filename: "../secret" } ]', "inside"),
+        ('output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [4], label_filename: "missing.txt" } ]', "missing"),
+    ],
+)
+def test_an_unsupported_or_broken_config_pbtxt_is_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named) as refusal:
+        load_model_config(triton_model(tmp_path, config=text))
+    assert "config.pbtxt" in str(refusal.value)
+
+
+def test_config_json_wins_over_config_pbtxt(tmp_path: Path) -> None:
+    model_dir = triton_model(tmp_path)
+    (model_dir / "config.json").write_text('{"max_batch_size": 2}')
+    assert load_model_config(model_dir).max_batch_size == 2
+
+
+def test_poll_mode_watches_config_pbtxt(tmp_path: Path) -> None:
+    model_dir = triton_model(tmp_path)
+    before = model_fingerprint(model_dir)
+    (model_dir / "config.pbtxt").write_text(TRITON_CONFIG.replace("max_queue_size: 16", "max_queue_size: 32"))
+    assert model_fingerprint(model_dir) != before
+
+
+def test_a_triton_repository_is_served_as_it_is(tmp_path: Path) -> None:
+    root = tmp_path / "repository"
+    triton_model(root)
+    triton_model(root, "broken", config="sequence_batching { }")
+    add_sub_model(root / "add_sub" / "1" / "model.onnx")
+    with running_server(root, tmp_path / "server.log") as server:
+        client = triton.InferenceServerClient(server.address)
+        config = client.get_model_config("scores").config
+        assert (config.max_batch_size, list(config.dynamic_batching.preferred_batch_size)) == (8, [4])
+        assert config.instance_group[0].count == 2
+        tensor = triton.InferInput("INPUT0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.array([[0.1, 0.2, 0.6, 0.1]], np.float32))
+        outputs = [triton.InferRequestedOutput("OUTPUT0", class_count=1)]
+        assert client.infer("scores", [tensor], outputs=outputs).as_numpy("OUTPUT0").tolist() == [[b"0.600000:2:bird"]]
+        # The broken one is reported with its reason; the others serve.
+        index = {model["name"]: model for model in client.get_model_repository_index(as_json=True)["models"]}
+        assert index["broken"]["state"] == "UNAVAILABLE" and "sequence_batching" in index["broken"]["reason"]
+        assert client.is_model_ready("add_sub")
