@@ -15,6 +15,7 @@ from google.protobuf import json_format, text_format
 
 from server.config import ConfigError
 from server.protocol import model_config_pb2 as mc
+from server.triton_onnxruntime import translate_optimization, translate_parameters
 
 _TRITON_ONLY_KEYS = {"input", "output", "instance_group", "backend", "default_model_filename"}
 _SUPPORTED_KEYS = {
@@ -28,6 +29,8 @@ _SUPPORTED_KEYS = {
     "dynamic_batching",
     "version_policy",
     "default_model_filename",
+    "optimization",
+    "parameters",
 }
 
 
@@ -136,7 +139,13 @@ def from_triton_json(raw: dict[str, Any], model_dir: Path | None = None) -> dict
             converted["require_gpu"] = True
     if "dynamic_batching" in raw:
         converted["dynamic_batching"] = _batching(raw["dynamic_batching"] or {})
-    else:
-        # Triton without a dynamic_batching block runs each request alone.
+    elif "max_batch_size" in converted and converted["max_batch_size"] <= 1:
+        # Triton's auto-complete adds the dynamic batcher only when max_batch_size is over 1.
         converted["dynamic_batching"] = {"enabled": False}
+    for translated in (
+        translate_optimization(raw.get("optimization") or {}) if "optimization" in raw else {},
+        translate_parameters(raw.get("parameters") or {}),
+    ):
+        for key, value in translated.items():
+            converted[key] = {**converted.get(key, {}), **value} if isinstance(value, dict) else value
     return converted

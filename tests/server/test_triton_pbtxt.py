@@ -109,3 +109,69 @@ def test_a_triton_repository_is_served_as_it_is(tmp_path: Path) -> None:
         index = {model["name"]: model for model in client.get_model_repository_index(as_json=True)["models"]}
         assert index["broken"]["state"] == "UNAVAILABLE" and "sequence_batching" in index["broken"]["reason"]
         assert client.is_model_ready("add_sub")
+
+
+ONNX_RUNTIME_BACKEND_CONFIG = """
+max_batch_size: 8
+optimization {
+  graph { level: 1 }
+  execution_accelerators {
+    gpu_execution_accelerator: [ {
+      name: "tensorrt"
+      parameters { key: "precision_mode" value: "FP16" }
+      parameters { key: "trt_engine_cache_enable" value: "1" }
+      parameters { key: "trt_engine_cache_path" value: "/cache/trt" }
+    } ]
+  }
+}
+parameters { key: "intra_op_thread_count" value: { string_value: "2" } }
+parameters { key: "inter_op_thread_count" value: { string_value: "3" } }
+parameters { key: "execution_mode" value: { string_value: "1" } }
+parameters { key: "enable_mem_arena" value: { string_value: "0" } }
+parameters { key: "cudnn_conv_algo_search" value: { string_value: "1" } }
+parameters { key: "gpu_mem_limit" value: { string_value: "4294967296" } }
+"""
+
+
+def test_the_onnx_runtime_backend_settings_map_to_taus(tmp_path: Path) -> None:
+    config = load_model_config(triton_model(tmp_path, config=ONNX_RUNTIME_BACKEND_CONFIG))
+    assert config.execution_providers == ("tensorrt", "cuda", "cpu")
+    assert (config.gpu.tensorrt_fp16, config.gpu.tensorrt_engine_cache_path) == (True, "/cache/trt")
+    assert (config.gpu.cudnn_conv_algo_search, config.gpu.gpu_mem_limit_bytes) == ("HEURISTIC", 4294967296)
+    assert config.intra_op_threads == 2
+    runtime = config.onnxruntime
+    assert (runtime.graph_optimization_level, runtime.inter_op_threads) == ("extended", 3)
+    assert (runtime.execution_mode, runtime.enable_cpu_mem_arena) == ("parallel", False)
+    # max_batch_size over 1 and no scheduler block: Triton's auto-complete adds the dynamic batcher.
+    assert config.dynamic_batching.enabled
+
+
+def test_without_a_scheduler_block_a_max_batch_size_of_one_runs_requests_alone(tmp_path: Path) -> None:
+    assert not load_model_config(triton_model(tmp_path, config="max_batch_size: 1")).dynamic_batching.enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("optimization { graph { level: 5 } }", "optimization.graph.level"),
+        (
+            'optimization { execution_accelerators { cpu_execution_accelerator: [ { name: "openvino" } ] } }',
+            "openvino",
+        ),
+        (
+            'optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
+            'parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }',
+            "max_workspace_size_bytes",
+        ),
+        (
+            'optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
+            'parameters { key: "precision_mode" value: "INT8" } } ] } }',
+            "precision_mode",
+        ),
+        ('parameters { key: "enable_mem_pattern" value: { string_value: "1" } }', "enable_mem_pattern"),
+        ('parameters { key: "intra_op_thread_count" value: { string_value: "many" } }', "intra_op_thread_count"),
+    ],
+)
+def test_backend_settings_tau_cannot_honour_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_model_config(triton_model(tmp_path, config=text))
