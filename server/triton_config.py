@@ -31,6 +31,7 @@ _SUPPORTED_KEYS = {
     "default_model_filename",
     "optimization",
     "parameters",
+    "model_warmup",
 }
 
 
@@ -97,6 +98,23 @@ def _version_policy(raw: Any) -> Any:
     return raw
 
 
+def _warmup(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tau warms up at a list of batch sizes with one kind of data (zeros or random) for every input;
+    each Triton sample becomes its batch size, `count` times. Variable dimensions are warmed at 1."""
+    batch_sizes: list[int] = []
+    kinds: set[str] = set()
+    for position, sample in enumerate(samples):
+        key = f"model_warmup[{position}]"
+        for name, tensor in (sample.get("inputs") or {}).items():
+            if "input_data_file" in tensor:
+                raise ConfigError(f"{key}.inputs[{name}].input_data_file: Tau warms up with zero or random data only")
+            kinds.add("random" if tensor.get("random_data") else "zero")
+        batch_sizes += [int(sample.get("batch_size", 1)) or 1] * max(1, int(sample.get("count", 0)))
+    if len(kinds) > 1:
+        raise ConfigError("model_warmup: Tau warms every input with one kind of data; mix of zero_data and random_data")
+    return {"batch_sizes": batch_sizes, "data": kinds.pop() if kinds else "zero"}
+
+
 def _batching(raw: dict[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {}
     if "preferred_batch_size" in raw:
@@ -142,6 +160,8 @@ def from_triton_json(raw: dict[str, Any], model_dir: Path | None = None) -> dict
     elif "max_batch_size" in converted and converted["max_batch_size"] <= 1:
         # Triton's auto-complete adds the dynamic batcher only when max_batch_size is over 1.
         converted["dynamic_batching"] = {"enabled": False}
+    if raw.get("model_warmup"):
+        converted["warmup"] = _warmup(raw["model_warmup"])
     for translated in (
         translate_optimization(raw.get("optimization") or {}) if "optimization" in raw else {},
         translate_parameters(raw.get("parameters") or {}),

@@ -175,3 +175,49 @@ def test_without_a_scheduler_block_a_max_batch_size_of_one_runs_requests_alone(t
 def test_backend_settings_tau_cannot_honour_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_model_config(triton_model(tmp_path, config=text))
+
+
+def test_model_warmup_samples_become_taus_warmup(tmp_path: Path) -> None:
+    text = """
+max_batch_size: 8
+model_warmup [
+  { name: "one", batch_size: 1,
+    inputs { key: "INPUT0" value: { data_type: TYPE_FP32, dims: [4], random_data: true } } },
+  { name: "eight", batch_size: 8, count: 2,
+    inputs { key: "INPUT0" value: { data_type: TYPE_FP32, dims: [4], random_data: true } } }
+]
+"""
+    warmup = load_model_config(triton_model(tmp_path, config=text)).warmup
+    assert (warmup.batch_sizes, warmup.data) == ((1, 8, 8), "random")
+
+
+@pytest.mark.parametrize(
+    ("sample_inputs", "named"),
+    [
+        (
+            'inputs { key: "INPUT0" value: { data_type: TYPE_FP32, dims: [4], input_data_file: "x" } }',
+            "input_data_file",
+        ),
+        (
+            'inputs { key: "INPUT0" value: { data_type: TYPE_FP32, dims: [4], zero_data: true } } '
+            'inputs { key: "INPUT1" value: { data_type: TYPE_FP32, dims: [4], random_data: true } }',
+            "one kind of data",
+        ),
+    ],
+)
+def test_warmup_tau_cannot_reproduce_is_refused(tmp_path: Path, sample_inputs: str, named: str) -> None:
+    text = f'max_batch_size: 8\nmodel_warmup [ {{ name: "w", batch_size: 1, {sample_inputs} }} ]'
+    with pytest.raises(ConfigError, match=named):
+        load_model_config(triton_model(tmp_path, config=text))
+
+
+def test_a_warmed_up_triton_model_serves(tmp_path: Path) -> None:
+    text = (
+        TRITON_CONFIG
+        + 'model_warmup [ { name: "w", batch_size: 4, inputs { key: "INPUT0" value: '
+        + ("{ data_type: TYPE_FP32, dims: [4], zero_data: true } } } ]")
+    )
+    triton_model(tmp_path / "repository", config=text)
+    with running_server(tmp_path / "repository", tmp_path / "server.log") as server:
+        assert triton.InferenceServerClient(server.address).is_model_ready("scores")
+        assert "warmed up" in server.log()
