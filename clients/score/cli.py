@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--columns", type=_names, default=(), help="CSV/Parquet feature columns, in order")
     data.add_argument("--label-column", help="CSV/Parquet column (or .npz array) of true labels: evaluate")
     data.add_argument("--labels-file", type=Path, help="class names, one per line (else the repository's)")
+    data.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="image folder: each image's true label is the name of its sub-folder: evaluate",
+    )
     data.add_argument("--task", choices=("classification", "regression"), default="classification")
     data.add_argument("--top-k", type=int, default=0, help="add the K best classes per row (Parquet only)")
     data.add_argument("--reject-nan", action="store_true", help="fail rows holding NaN or infinite values")
@@ -105,6 +110,7 @@ def options_from(args: argparse.Namespace) -> ScoreOptions:
         columns=args.columns,
         label_column=args.label_column,
         labels_file=args.labels_file,
+        labels_from_folders=args.labels_from_folders,
         task=args.task,
         top_k=args.top_k,
         reject_nan=args.reject_nan,

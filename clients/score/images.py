@@ -6,7 +6,9 @@ model), is resized to the model's height x width (bilinear), scaled to [0, 1] by
 /255, then normalised per channel as (x - mean) / std when --mean/--std are given.
 Layout follows the model's input shape: [C, H, W] (channels first) or [H, W, C].
 A UINT8 model gets the raw 0..255 pixels instead. A file Pillow cannot read fails
-its row; it does not stop the run.
+its row; it does not stop the run. With --labels-from-folders an image's true label
+is the name of the first sub-folder it sits in (`dog/001.png` is a dog), as in the
+usual one-folder-per-class layout; images directly in the folder are unlabelled.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class ImageFolderReader:
         self._dtype = signature.dtype(self._spec)
         self._layout = ImageLayout(self._spec.shape, self._spec.datatype, options.image_mean, options.image_std)
         self._chunk_rows = options.chunk_rows
+        self._labels_from_folders = options.labels_from_folders
         self._files = image_files(folder)
         if not self._files:
             raise UsageError(f"--input {folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -111,8 +114,14 @@ class ImageFolderReader:
                     pixels[row] = self._layout.pixels(path)
                 except (OSError, UnidentifiedImageError, ValueError) as error:
                     row_errors[row] = f"cannot read image: {error}"
-            names = np.asarray([path.relative_to(self._folder).as_posix() for path in files], dtype=str)
-            yield Chunk(chunk_id, first, len(files), {self._spec.name: pixels}, None, names, row_errors)
+            relative = [path.relative_to(self._folder) for path in files]
+            names = np.asarray([path.as_posix() for path in relative], dtype=str)
+            labels = (
+                np.asarray([path.parts[0] if len(path.parts) > 1 else "" for path in relative], dtype=str)
+                if self._labels_from_folders
+                else None
+            )
+            yield Chunk(chunk_id, first, len(files), {self._spec.name: pixels}, labels, names, row_errors)
 
     def close(self) -> None:
         pass

@@ -35,6 +35,7 @@ class ScoreOptions:
     columns: tuple[str, ...] = ()  # CSV/Parquet feature columns; empty: all but the label column
     label_column: str | None = None  # CSV/Parquet column, or .npz array, holding the true labels
     labels_file: Path | None = None  # class names, one per line (else the repository's config.json)
+    labels_from_folders: bool = False  # image folder: each image's label is its sub-folder's name
     task: str = "classification"
     top_k: int = 0
     reject_nan: bool = False
@@ -62,6 +63,8 @@ class ScoreOptions:
         for name in ("chunk_rows", "request_rows", "concurrency", "max_attempts"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(self, name)}")
+        if self.labels_from_folders and self.label_column:
+            raise UsageError("--labels-from-folders and --label-column: choose one source of true labels")
         if self.top_k < 0:
             raise UsageError(f"--top-k: expected 0 or more, got {self.top_k}")
         if self.top_k and self.output_format == "npy":
@@ -77,6 +80,11 @@ class ScoreOptions:
                 raise UsageError(f"--{name.removeprefix('image_')}: NaN is not a usable value")
         if any(value == 0 for value in self.image_std):
             raise UsageError("--std: values must be non-zero")
+
+    @property
+    def evaluates(self) -> bool:
+        """True labels come with the input, so the run is scored against them."""
+        return bool(self.label_column) or self.labels_from_folders
 
     @property
     def output_format(self) -> str:

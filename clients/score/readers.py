@@ -290,6 +290,8 @@ def open_reader(signature: ModelSignature, options: ScoreOptions) -> ChunkReader
     path = options.input
     if path.is_dir():
         return ImageFolderReader(path, signature, options)
+    if options.labels_from_folders:
+        raise UsageError(f"--labels-from-folders needs a folder of images as --input, got {path}")
     if not path.is_file():
         raise UsageError(f"--input {path}: no such file or folder")
     suffix = path.suffix.lower()

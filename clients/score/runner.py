@@ -72,6 +72,7 @@ def _fingerprint(options: ScoreOptions, signature: ModelSignature, request_rows:
         "request_rows": request_rows,
         "columns": list(options.columns),
         "label_column": options.label_column,
+        "labels_from_folders": options.labels_from_folders,
         "reject_nan": options.reject_nan,
         "image_mean": list(options.image_mean),
         "image_std": list(options.image_std),
@@ -79,7 +80,7 @@ def _fingerprint(options: ScoreOptions, signature: ModelSignature, request_rows:
 
 
 def _evaluator(options: ScoreOptions, signature: ModelSignature) -> Evaluator | None:
-    if not options.label_column:
+    if not options.evaluates:
         return None
     if options.task == "regression":
         return RegressionEvaluator()

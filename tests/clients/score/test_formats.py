@@ -199,3 +199,39 @@ def test_unreachable_server_exits_1(features: np.ndarray, tmp_path: Path, capsys
     code = run_score("--url", f"127.0.0.1:{free_port()}", "--model", "mlp", "--input", tmp_path / "in.npy",
                      "--output", tmp_path / "out.parquet", "--max-attempts", "2", "--quiet")  # fmt: skip
     assert code == 1 and "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_labels_from_sub_folders_score_an_image_folder_against_its_classes(
+    client_server: ServerProcess, client_repository: Path, tmp_path: Path
+) -> None:
+    # One folder per class, as image datasets are laid out; a stray image at the top has no label.
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(5)
+    for class_name, count in (("class_3", 4), ("class_7", 3), (".", 1)):
+        (folder / class_name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels, "RGB").save(folder / class_name / f"img_{i}.png")
+    out = tmp_path / "out.parquet"
+    # The class names come from the repository's config (the server's API does not carry them).
+    assert run_score("--url", client_server.address, "--model", "cnn", "--input", folder, "--output", out,
+                     "--repository", client_repository, "--labels-from-folders", "--chunk-rows", "3",
+                     "--quiet") == 0  # fmt: skip
+    table = read_table(out)
+    files = table.column("file").to_pylist()
+    assert table.column("label").to_pylist() == [name.split("/")[0] if "/" in name else "" for name in files]
+    metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
+    assert (metrics["rows"], metrics["unlabelled_rows"]) == (7, 1)
+    predicted = output_matrix(table, "logits").argmax(axis=1)
+    truth = [int(label.removeprefix("class_")) if label else -1 for label in table.column("label").to_pylist()]
+    correct = sum(1 for p, t in zip(predicted, truth, strict=True) if t == p)
+    assert metrics["accuracy"] == pytest.approx(correct / 7)
+    support = {name: stats["support"] for name, stats in metrics["per_class"].items() if stats["support"]}
+    assert support == {"class_3": 4, "class_7": 3}
+
+
+def test_labels_from_folders_needs_an_image_folder(tmp_path: Path) -> None:
+    np.save(tmp_path / "in.npy", np.zeros((2, 16), np.float32))
+    code = run_score("--local", "--repository", REPO_ROOT / "models", "--model", "mlp", "--input",
+                     tmp_path / "in.npy", "--output", tmp_path / "out.parquet", "--labels-from-folders")  # fmt: skip
+    assert code == 2
