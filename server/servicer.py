@@ -28,6 +28,7 @@ from server.settings import Settings
 from server.statistics import Duration
 from server.tensor_codec import decode_request, encode_response
 from server.triton_config import from_triton_json, looks_like_triton
+from server.triton_onnxruntime import LABELS_PARAMETER
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def model_config_message(model: LoadedModel) -> mc.ModelConfig:
     queue_policy.allow_timeout_override = True
     message.parameters["execution_provider"].string_value = model.session.active_provider
     message.parameters["requested_execution_providers"].string_value = ",".join(config.execution_providers)
+    if config.labels:
+        # Triton names a label file; clients of Tau (tau-score) get the class names themselves.
+        message.parameters[LABELS_PARAMETER].string_value = json.dumps(list(config.labels))
     return message
 
 

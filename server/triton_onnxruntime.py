@@ -7,6 +7,7 @@ meanings the onnxruntime_backend gives them. What Tau has no equivalent for is r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from server.config import ConfigError
@@ -24,6 +25,9 @@ PARAMETER_KEYS = (
     "cudnn_conv_algo_search",
     "gpu_mem_limit",
 )
+LABELS_PARAMETER = "labels"  # Tau's class names, as a JSON list (ModelConfig answers carry it)
+# What Tau's ModelConfig answers report, so that an answer fed back as a config loads: read, not set.
+_REPORTED_KEYS = ("execution_provider", "requested_execution_providers")
 _TENSORRT_KEYS = ("precision_mode", "trt_engine_cache_enable", "trt_engine_cache_path")
 
 
@@ -37,6 +41,16 @@ def _count(value: str, key: str) -> int:
     if not value.isdigit():
         raise ConfigError(f"{key}: expected a non-negative integer, got {value!r}")
     return int(value)
+
+
+def _json_labels(text: str) -> list[str]:
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"parameters.{LABELS_PARAMETER}: expected a JSON list of strings: {error}") from error
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ConfigError(f"parameters.{LABELS_PARAMETER}: expected a JSON list of strings, got {text!r}")
+    return labels
 
 
 def _tensorrt(parameters: dict[str, str]) -> dict[str, Any]:
@@ -94,13 +108,17 @@ def translate_optimization(raw: dict[str, Any]) -> dict[str, Any]:
 
 def translate_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     """Tau config keys from Triton's `parameters` map (each value a {"string_value": ...})."""
-    values = {key: str((value or {}).get("string_value", "")) for key, value in raw.items()}
-    unknown = sorted(set(values) - set(PARAMETER_KEYS))
+    values = {
+        key: str((value or {}).get("string_value", "")) for key, value in raw.items() if key not in _REPORTED_KEYS
+    }
+    unknown = sorted(set(values) - {*PARAMETER_KEYS, LABELS_PARAMETER})
     if unknown:
         raise ConfigError(f"parameters: Tau does not support {unknown}; supported: {list(PARAMETER_KEYS)}")
     onnxruntime: dict[str, Any] = {}
     gpu: dict[str, Any] = {}
     converted: dict[str, Any] = {}
+    if LABELS_PARAMETER in values:
+        converted["labels"] = _json_labels(values[LABELS_PARAMETER])
     if "intra_op_thread_count" in values:
         converted["intra_op_threads"] = _count(values["intra_op_thread_count"], "parameters.intra_op_thread_count")
     if "inter_op_thread_count" in values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from clients.score.options import ScoreOptions, UsageError
 from server.config import ConfigError, ModelConfig, TensorSpec
 from server.config_files import load_model_config
 from server.datatypes import NUMPY_BY_DATATYPE
+from server.triton_onnxruntime import LABELS_PARAMETER
 
 MODEL_FILE_NAME = "model.onnx"
 
@@ -114,7 +116,7 @@ def signature_from_config(config: ModelConfig, options: ScoreOptions) -> ModelSi
 
 
 async def signature_from_server(client: AsyncTauClient, options: ScoreOptions) -> ModelSignature:
-    """From the server's ModelMetadata and ModelConfig; labels from --labels-file or --repository."""
+    """From the server's ModelMetadata and ModelConfig; labels from --labels-file, --repository or the server."""
     try:
         metadata = await client.model_metadata(options.model, options.model_version)
         config = await client.model_config(options.model, options.model_version)
@@ -135,6 +137,18 @@ async def signature_from_server(client: AsyncTauClient, options: ScoreOptions) -
         inputs=specs(metadata.inputs),
         outputs=_select_outputs(specs(metadata.outputs), options.outputs, options.model),
         max_batch_size=config.max_batch_size,
-        labels=_repository_labels(options),
+        labels=_repository_labels(options) or _server_labels(config),
     )
     return _checked(signature, options)
+
+
+def _server_labels(config: object) -> tuple[str, ...]:
+    """The class names Tau reports in its ModelConfig answer (parameter `labels`, a JSON list)."""
+    parameters = getattr(config, "parameters", {})
+    if LABELS_PARAMETER not in parameters:
+        return ()
+    try:
+        labels = json.loads(parameters[LABELS_PARAMETER].string_value)
+    except json.JSONDecodeError:
+        return ()
+    return tuple(str(label) for label in labels) if isinstance(labels, list) else ()

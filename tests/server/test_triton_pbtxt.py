@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from server.config import ConfigError
+from server.config import ConfigError, parse_model_config
 from server.config_files import load_model_config
 from server.repository_poller import model_fingerprint
+from server.triton_config import from_triton_json
 from tests.server.onnx_builders import add_sub_model, identity_model
 from tests.server_process import running_server
 
@@ -100,6 +102,10 @@ def test_a_triton_repository_is_served_as_it_is(tmp_path: Path) -> None:
         client = triton.InferenceServerClient(server.address)
         config = client.get_model_config("scores").config
         assert (config.max_batch_size, list(config.dynamic_batching.preferred_batch_size)) == (8, [4])
+        assert json.loads(config.parameters["labels"].string_value) == ["cat", "dog", "bird", "fish"]
+        # The answer, fed back as a config (Triton's JSON form), loads with the same labels.
+        answer = client.get_model_config("scores", as_json=True)["config"]
+        assert parse_model_config(from_triton_json(answer), "scores").labels == ("cat", "dog", "bird", "fish")
         assert config.instance_group[0].count == 2
         tensor = triton.InferInput("INPUT0", [1, 4], "FP32")
         tensor.set_data_from_numpy(np.array([[0.1, 0.2, 0.6, 0.1]], np.float32))

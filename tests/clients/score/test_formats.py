@@ -202,7 +202,7 @@ def test_unreachable_server_exits_1(features: np.ndarray, tmp_path: Path, capsys
 
 
 def test_labels_from_sub_folders_score_an_image_folder_against_its_classes(
-    client_server: ServerProcess, client_repository: Path, tmp_path: Path
+    client_server: ServerProcess, tmp_path: Path
 ) -> None:
     # One folder per class, as image datasets are laid out; a stray image at the top has no label.
     folder = tmp_path / "images"
@@ -213,10 +213,9 @@ def test_labels_from_sub_folders_score_an_image_folder_against_its_classes(
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(pixels, "RGB").save(folder / class_name / f"img_{i}.png")
     out = tmp_path / "out.parquet"
-    # The class names come from the repository's config (the server's API does not carry them).
+    # The class names come from the server's ModelConfig answer: no --repository needed.
     assert run_score("--url", client_server.address, "--model", "cnn", "--input", folder, "--output", out,
-                     "--repository", client_repository, "--labels-from-folders", "--chunk-rows", "3",
-                     "--quiet") == 0  # fmt: skip
+                     "--labels-from-folders", "--chunk-rows", "3", "--quiet") == 0  # fmt: skip
     table = read_table(out)
     files = table.column("file").to_pylist()
     assert table.column("label").to_pylist() == [name.split("/")[0] if "/" in name else "" for name in files]
