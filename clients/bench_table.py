@@ -23,8 +23,9 @@ from typing import Any
 import grpc
 import onnxruntime as ort
 
-from clients import bench
+from clients import bench, bench_options
 from clients.bench_model import BenchModelError
+from clients.bench_options import positive_ints
 from clients.bench_report import (
     BATCHING,
     DISTURBED_CPU_PERCENT,
@@ -183,22 +184,12 @@ def replace_between_markers(text: str, section: str, name: str = DEFAULT_MARKER)
     return text[: begin + len(begin_marker)] + "\n" + section + text[end:]
 
 
-def _positive_ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tau-bench-table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-repository", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--models", default="mlp,cnn", help="example models, version 1 of each (mlp,cnn)")
-    parser.add_argument("--workers", type=_positive_ints, default=[1, 2], help="server worker counts (1,2)")
-    parser.add_argument("--concurrency", type=_positive_ints, default=[1, 8, 32, 128], help="(1,8,32,128)")
+    parser.add_argument("--workers", type=positive_ints, default=[1, 2], help="server worker counts (1,2)")
+    parser.add_argument("--concurrency", type=positive_ints, default=[1, 8, 32, 128], help="(1,8,32,128)")
     parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per run (4)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run (1)")
     parser.add_argument("--reference-seconds", type=float, default=1.0, help="per in-process timing (1)")
@@ -210,57 +201,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """0 when every run was free of errors and wrong answers; 1 otherwise; 2 when it could not run."""
-    options = build_parser().parse_args(argv)
+def _bench_arguments(model_file: Path, workers: int, options: argparse.Namespace) -> argparse.Namespace:
+    """tau-bench's options for one model and worker count: the `batching` scenario only."""
+    argv = ["--model-file", str(model_file), "--scenarios", BATCHING, "--server-workers", str(workers)]
+    argv += ["--concurrency", ",".join(map(str, options.concurrency)), "--duration", str(options.duration)]
+    argv += ["--warmup", str(options.warmup), "--reference-seconds", str(options.reference_seconds)]
+    argv += ["--execution-providers", options.execution_providers, "--config-override", options.config_override]
+    return bench_options.parse_arguments(argv)
+
+
+def _unusable(options: argparse.Namespace, models: list[str]) -> str | None:
+    """Why the table cannot be made, checked before any run: markers missing, models missing."""
     if options.write:
         try:
             replace_between_markers(options.write.read_text(), "", options.marker)
         except (OSError, ValueError) as error:
-            print(f"tau-bench-table: --write {options.write}: {error}", file=sys.stderr)
-            return 2
-    models = [name.strip() for name in options.models.split(",") if name.strip()]
+            return f"--write {options.write}: {error}"
     missing = [name for name in models if not (options.model_repository / name / "1" / "model.onnx").is_file()]
     if missing:
-        print(
-            f"tau-bench-table: --models: no {options.model_repository}/<name>/1/model.onnx for {', '.join(missing)}",
-            file=sys.stderr,
-        )
+        return f"--models: no {options.model_repository}/<name>/1/model.onnx for {', '.join(missing)}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0 when every run was free of errors and wrong answers; 1 otherwise; 2 when it could not run."""
+    options = build_parser().parse_args(argv)
+    models = [name.strip() for name in options.models.split(",") if name.strip()]
+    problem = _unusable(options, models)
+    if problem:
+        print(f"tau-bench-table: {problem}", file=sys.stderr)
         return 2
     rows: list[TableRow] = []
     reports: list[dict[str, Any]] = []
     disturbed: list[str] = []
-    ok = True
     for model in models:
-        model_file = options.model_repository / model / "1" / "model.onnx"
         for workers in options.workers:
-            bench_argv = [
-                "--model-file",
-                str(model_file),
-                "--scenarios",
-                BATCHING,
-                "--server-workers",
-                str(workers),
-                "--concurrency",
-                ",".join(map(str, options.concurrency)),
-                "--duration",
-                str(options.duration),
-                "--warmup",
-                str(options.warmup),
-                "--reference-seconds",
-                str(options.reference_seconds),
-                "--execution-providers",
-                options.execution_providers,
-                "--config-override",
-                options.config_override,
-            ]
             print(f"tau-bench-table: {model}, {workers} worker(s)", file=sys.stderr, flush=True)
+            model_file = options.model_repository / model / "1" / "model.onnx"
             try:
-                report = bench.run_benchmark(bench.parse_arguments(bench_argv))
+                report = bench.run_benchmark(_bench_arguments(model_file, workers, options))
             except (BenchModelError, ServerStartError) as error:
                 print(f"tau-bench-table: {model}: {error}", file=sys.stderr)
                 return 2
-            ok = ok and report.ok
             rows.extend(rows_of(model, workers, report))
             reports.append(report_json(report) | {"model": model, "workers": workers})
             disturbed.extend(
@@ -275,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.write.write_text(replace_between_markers(options.write.read_text(), section, options.marker))
     if options.json:
         options.json.write_text(json.dumps(reports, indent=2) + "\n")
-    return 0 if ok else 1
+    return 0 if all(report["ok"] for report in reports) else 1
 
 
 if __name__ == "__main__":

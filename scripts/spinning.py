@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clients import bench
+from clients import bench, bench_options
 from clients.bench_report import BenchReport
 from clients.bench_server import ServerUnderTest
 from server.cpus import available_cpus
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             server.wait_until_live()
             for _ in range(args.rounds):
                 for name in settings:
-                    options = bench.parse_arguments(
+                    options = bench_options.parse_arguments(
                         [
                             "--model-file",
                             str(model_file),

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from clients import bench
+from clients import bench, bench_options
 from clients.bench import check_active_provider
 from clients.bench_check import WRONG_ANSWER, ExpectedOutputs, compare_outputs, verify_response
 from clients.bench_load import split_concurrency
@@ -241,5 +241,5 @@ def test_config_override_reaches_every_served_model(two_input_model: Path, tmp_p
 )
 def test_bad_bench_flags_are_refused_by_name(two_input_model: Path, flag: str, value: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        bench.parse_arguments(["--model-file", str(two_input_model), flag, value])
+        bench_options.parse_arguments(["--model-file", str(two_input_model), flag, value])
     assert exit_info.value.code == 2
