@@ -115,6 +115,25 @@ def _warmup(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batch_sizes": batch_sizes, "data": kinds.pop() if kinds else "zero"}
 
 
+def _instance_groups(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Executions at once, and the GPU: Tau runs one session per model, on one device."""
+    if not groups:
+        return {}
+    converted: dict[str, Any] = {"instance_count": sum(int(group.get("count", 1)) for group in groups)}
+    if any(group.get("kind") == "KIND_GPU" for group in groups):
+        converted["execution_providers"] = ["cuda", "cpu"]
+        converted["require_gpu"] = True
+    devices = sorted({int(device) for group in groups for device in group.get("gpus", [])})
+    if len(devices) > 1:
+        raise ConfigError(
+            f"instance_group.gpus: Tau places a model on one GPU, got {devices}; "
+            "serve it from one pod (or worker) per GPU with gpu_device_id"
+        )
+    if devices:
+        converted["gpu_device_id"] = devices[0]
+    return converted
+
+
 def _batching(raw: dict[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {}
     if "preferred_batch_size" in raw:
@@ -149,12 +168,7 @@ def from_triton_json(raw: dict[str, Any], model_dir: Path | None = None) -> dict
         labels = _labels(raw["output"], model_dir)
         if labels is not None:
             converted["labels"] = labels
-    groups = raw.get("instance_group") or []
-    if groups:
-        converted["instance_count"] = sum(int(group.get("count", 1)) for group in groups)
-        if any(group.get("kind") == "KIND_GPU" for group in groups):
-            converted["execution_providers"] = ["cuda", "cpu"]
-            converted["require_gpu"] = True
+    converted |= _instance_groups(raw.get("instance_group") or [])
     if "dynamic_batching" in raw:
         converted["dynamic_batching"] = _batching(raw["dynamic_batching"] or {})
     elif "max_batch_size" in converted and converted["max_batch_size"] <= 1:

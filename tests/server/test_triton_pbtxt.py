@@ -227,3 +227,16 @@ def test_a_warmed_up_triton_model_serves(tmp_path: Path) -> None:
     with running_server(tmp_path / "repository", tmp_path / "server.log") as server:
         assert triton.InferenceServerClient(server.address).is_model_ready("scores")
         assert "warmed up" in server.log()
+
+
+def test_an_instance_group_on_one_gpu_picks_that_device(tmp_path: Path) -> None:
+    text = "instance_group [ { count: 2, kind: KIND_GPU, gpus: [ 1 ] } ]"
+    config = load_model_config(triton_model(tmp_path, config=text))
+    assert (config.instance_count, config.gpu_device_id, config.require_gpu) == (2, 1, True)
+    assert config.execution_providers == ("cuda", "cpu")
+
+
+def test_instances_spread_over_several_gpus_are_refused_by_name(tmp_path: Path) -> None:
+    text = "instance_group [ { count: 1, kind: KIND_GPU, gpus: [ 0, 1 ] } ]"
+    with pytest.raises(ConfigError, match=r"instance_group.gpus: .*\[0, 1\]"):
+        load_model_config(triton_model(tmp_path, config=text))
