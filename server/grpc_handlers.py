@@ -58,6 +58,14 @@ def inference_service_handler(servicer: object) -> grpc.GenericRpcHandler:
     for method in SERVICE.methods:
         request_class = getattr(pb, method.input_type.name)
         response_class = getattr(pb, method.output_type.name)
+        if method.client_streaming:
+            # Each message of a stream is parsed on its own: a malformed one is refused on the stream.
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                getattr(servicer, method.name),
+                request_deserializer=_tolerant_parser(request_class),
+                response_serializer=response_class.SerializeToString,
+            )
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _refusing_malformed(getattr(servicer, method.name)),
             request_deserializer=_tolerant_parser(request_class),

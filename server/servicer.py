@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from server.repository import ModelRepository
 from server.runtime import ModelLoadError
 from server.settings import Settings
 from server.statistics import Duration
+from server.stream_infer import answer_stream
 from server.tensor_codec import decode_request, encode_response
 from server.triton_config import from_triton_json, looks_like_triton
 from server.triton_onnxruntime import LABELS_PARAMETER
@@ -270,6 +272,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        try:
+            return await self.answer(request, context)
+        except RequestError as error:
+            await _abort(context, error)
+            raise
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # grpc.aio recognises a streaming handler by its being an async generator function.
+        async for response in answer_stream(requests, lambda request: self.answer(request, context)):
+            yield response
+
+    async def answer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        """One inference; a refusal raises RequestError, after it is logged and counted."""
         started = time.perf_counter()
         model: LoadedModel | None = None
         code = "OK"
@@ -281,7 +298,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except RequestError as error:
             code = error.status.name
             _log_refusal(request, error)
-            await _abort(context, error)
             raise
         except asyncio.CancelledError:
             code = "CANCELLED"
