@@ -145,7 +145,15 @@ def measure_run(
         warmup_start = time.monotonic() + PLAN_LEAD_SECONDS
         measure_start = warmup_start + options.warmup
         measure_end = measure_start + options.duration
-        plan = LoadPlan(target.address, scenario.request, scenario.expected, warmup_start, measure_start, measure_end)
+        plan = LoadPlan(
+            target.address,
+            scenario.request,
+            scenario.expected,
+            warmup_start,
+            measure_start,
+            measure_end,
+            stream=options.stream,
+        )
         load.start(plan, concurrency)
         _sleep_until(measure_start)
         cpu_before = _CpuReading.take(target)
@@ -183,6 +191,7 @@ def _settings_json(options: argparse.Namespace) -> dict[str, Any]:
         "server_workers": None if options.url else options.server_workers,
         "scenarios": [REMOTE] if options.url else options.scenarios,
         "execution_providers": list(options.execution_providers),
+        "transport": "ModelStreamInfer" if options.stream else "ModelInfer",
         "config_override": options.config_override,
         "seed": options.seed,
         "available_cpus": available_cpus(),

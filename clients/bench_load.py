@@ -21,9 +21,13 @@ import grpc
 import numpy as np
 
 from clients.bench_check import WRONG_ANSWER, ExpectedOutputs, verify_response
+from server.protocol import grpc_service_pb2 as pb
 from server.settings import MAX_GRPC_MESSAGE_BYTES
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
+# A ModelStreamInferResponse that starts with field 1 (error_message) is a refusal; answers start with field 2.
+_STREAM_ERROR_TAG = b"\x0a"
 # Each coroutine's first response and every CHECK_EVERY-th after it are compared with the expected outputs.
 CHECK_EVERY = 100
 CALL_TIMEOUT_SECONDS = 30.0
@@ -44,6 +48,7 @@ class LoadPlan:
     measure_start: float
     measure_end: float
     concurrency: int = 1
+    stream: bool = False  # each coroutine keeps one ModelStreamInfer stream open instead of unary calls
 
 
 @dataclass
@@ -103,6 +108,32 @@ class _Worker:
             if plan.measure_start <= done <= plan.measure_end:
                 self.latencies.append(done - sent)
 
+    async def closed_loop_stream(self, channel: grpc.aio.Channel) -> None:
+        """As closed_loop, one request in flight at a time, over one ModelStreamInfer stream."""
+        plan = self.plan
+        await _sleep_until(plan.warmup_start)
+        call = channel.stream_stream(STREAM_METHOD, request_serializer=None, response_deserializer=None)(
+            timeout=plan.measure_end - time.monotonic() + CALL_TIMEOUT_SECONDS
+        )
+        responses = 0
+        try:
+            while (sent := time.monotonic()) < plan.measure_end:
+                await call.write(plan.request)
+                raw = await call.read()
+                done = time.monotonic()
+                if raw[:1] == _STREAM_ERROR_TAG:
+                    refusal = pb.ModelStreamInferResponse.FromString(raw)
+                    self.tally.errors[refusal.infer_response.parameters["grpc_status"].string_param or "UNKNOWN"] += 1
+                    continue
+                if responses % CHECK_EVERY == 0:
+                    self._check(pb.ModelStreamInferResponse.FromString(raw).infer_response.SerializeToString())
+                responses += 1
+                if plan.measure_start <= done <= plan.measure_end:
+                    self.latencies.append(done - sent)
+            await call.done_writing()
+        except grpc.aio.AioRpcError as error:
+            self.tally.errors[error.code().name] += 1
+
     def _check(self, raw: bytes) -> None:
         self.tally.checked += 1
         verdict = verify_response(raw, self.plan.expected)
@@ -134,9 +165,12 @@ async def run_plan(plan: LoadPlan) -> LoadTally:
     worker = _Worker(plan)
     try:
         await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), CONNECT_TIMEOUT_SECONDS) for c in channels))
-        # No (de)serializers: the request goes out as the bytes built once, the response comes back as bytes.
-        calls = [c.unary_unary(INFER_METHOD, request_serializer=None, response_deserializer=None) for c in channels]
-        await asyncio.gather(worker.measure_cpu(), *(worker.closed_loop(call) for call in calls))
+        if plan.stream:
+            await asyncio.gather(worker.measure_cpu(), *(worker.closed_loop_stream(c) for c in channels))
+        else:
+            # No (de)serializers: the request goes out as the bytes built once, the response comes back as bytes.
+            calls = [c.unary_unary(INFER_METHOD, request_serializer=None, response_deserializer=None) for c in channels]
+            await asyncio.gather(worker.measure_cpu(), *(worker.closed_loop(call) for call in calls))
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
     worker.tally.completed = len(worker.latencies)

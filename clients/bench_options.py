@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         default={},
         help='JSON merged into each served model\'s config.json, e.g. \'{"gpu": {"io_binding": true}}\'',
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="send over ModelStreamInfer (one stream per connection, one request in flight each) instead of ModelInfer",
+    )
     parser.add_argument("--reference-seconds", type=_seconds, default=2.0, help="per in-process timing (2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")

@@ -243,3 +243,22 @@ def test_bad_bench_flags_are_refused_by_name(two_input_model: Path, flag: str, v
     with pytest.raises(SystemExit) as exit_info:
         bench_options.parse_arguments(["--model-file", str(two_input_model), flag, value])
     assert exit_info.value.code == 2
+
+
+def test_stream_mode_runs_every_scenario_over_model_stream_infer(two_input_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--model-file", str(two_input_model), *QUICK, "--concurrency", "1,4", "--stream", "--json", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["transport"] == "ModelStreamInfer"
+    assert {run["scenario"] for run in report["runs"]} == SCENARIOS
+    for run in report["runs"]:
+        assert run["requests"] > 0 and run["errors"] == {} and run["checked_responses"] > 0
+
+
+def test_stream_mode_counts_refusals_by_status(two_input_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--model-file", str(two_input_model), *QUICK, "--concurrency", "1", "--rows", "4", "--stream"]
+    argv += ["--scenarios", "batching", "--config-override", '{"max_batch_size": 2}', "--json", str(out)]
+    assert bench.main(argv) == 1
+    assert set(json.loads(out.read_text())["runs"][0]["errors"]) == {"INVALID_ARGUMENT"}
