@@ -13,6 +13,7 @@ import numpy as np
 from clients.channel import call_metadata, open_aio_channel
 from clients.client_base import INFER_METHOD, ClientBase
 from clients.infer_codec import ParameterValue, decode_infer_response_bytes, encode_infer_request
+from clients.stream_client import InferenceStream
 from server.protocol import grpc_service_pb2 as pb
 from server.protocol import grpc_service_pb2_grpc as pb_grpc
 from server.protocol import model_config_pb2 as mc
@@ -25,12 +26,17 @@ class AsyncTauClient(ClientBase):
     Every call may raise InferenceError (status code, server message, attempt count).
     """
 
-    def __init__(self, url: str, timeout_seconds: float | None = 30.0, **options: Any) -> None:
-        """See ClientBase for the options: retry, ssl, TLS files, gzip, headers, channel_options, on_retry."""
+    def __init__(self, url: str, timeout_seconds: float | None = 30.0, stream: bool = False, **options: Any) -> None:
+        """See ClientBase for the options: retry, ssl, TLS files, gzip, headers, channel_options, on_retry.
+
+        With `stream=True`, `infer` calls share one ModelStreamInfer stream instead of one unary call
+        each: about half the server's cost per request when many are in flight (docs/performance.md)."""
         super().__init__(url, timeout_seconds, **options)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.GRPCInferenceServiceStub | None = None
         self._model_infer: Any = None
+        self._use_stream = stream
+        self._stream: InferenceStream | None = None
 
     async def __aenter__(self) -> AsyncTauClient:
         return self
@@ -41,9 +47,22 @@ class AsyncTauClient(ClientBase):
         await self.close()
 
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+    def _open_stream(self) -> InferenceStream:
+        if self._stream is None:
+            self._rpc("ModelInfer")  # opens the channel
+            assert self._channel is not None
+            metadata = call_metadata(self.settings, None) or ()
+            self._stream = InferenceStream(
+                self._channel, metadata, lambda timeout: self._attempts("ModelStreamInfer", timeout)
+            )
+        return self._stream
 
     def _rpc(self, method: str) -> Any:
         if self._channel is None:
@@ -127,5 +146,11 @@ class AsyncTauClient(ClientBase):
         classify: Mapping[str, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """As TauClient.infer: the outputs as read-only numpy arrays; the budget covers every retry."""
+        if self._use_stream:
+            if headers:
+                raise ValueError("headers: a shared stream sends the client's headers once; set them on the client")
+            return await self._open_stream().infer(
+                model, inputs, outputs, version, request_id, timeout_seconds, parameters, classify
+            )
         request = encode_infer_request(model, inputs, outputs, version, request_id, parameters, classify)
         return decode_infer_response_bytes(await self._call("ModelInfer", request, timeout_seconds, headers))

@@ -50,6 +50,7 @@ class ServerBackend:
         self._client = AsyncTauClient(
             options.url,
             options.request_timeout_seconds,
+            stream=options.stream,
             retry=RetryPolicy(max_attempts=options.max_attempts),
             ssl=options.ssl,
             root_certificates=options.root_certificates,
@@ -60,7 +61,7 @@ class ServerBackend:
             on_retry=self._count_retry,
         )
         self._options = options
-        self.description = f"server {options.url}"
+        self.description = f"server {options.url}" + (" over one ModelStreamInfer stream" if options.stream else "")
         self.retries = 0
 
     def _count_retry(self, event: RetryEvent) -> None:

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--chunk-rows", type=int, default=8192, help="rows read, written and checkpointed at once")
     speed.add_argument("--request-rows", type=int, default=256, help="rows per request (capped at max_batch_size)")
     speed.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    speed.add_argument("--stream", action="store_true", help="send every request on one ModelStreamInfer stream")
     speed.add_argument("--timeout-seconds", type=float, default=60.0, help="one request's budget, retries included")
     speed.add_argument("--max-attempts", type=int, default=5, help="attempts per request on UNAVAILABLE")
     speed.add_argument("--restart", action="store_true", help="discard a checkpoint instead of resuming it")
@@ -119,6 +120,7 @@ def options_from(args: argparse.Namespace) -> ScoreOptions:
         chunk_rows=args.chunk_rows,
         request_rows=args.request_rows,
         concurrency=args.concurrency,
+        stream=args.stream,
         request_timeout_seconds=args.timeout_seconds,
         max_attempts=args.max_attempts,
         restart=args.restart,

@@ -45,6 +45,7 @@ class ScoreOptions:
     chunk_rows: int = 8192
     request_rows: int = 256
     concurrency: int = 8
+    stream: bool = False  # requests share one ModelStreamInfer stream instead of one unary call each
     request_timeout_seconds: float = 60.0  # one request's budget, retries included
     max_attempts: int = 5
     restart: bool = False

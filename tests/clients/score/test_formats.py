@@ -234,3 +234,14 @@ def test_labels_from_folders_needs_an_image_folder(tmp_path: Path) -> None:
     code = run_score("--local", "--repository", REPO_ROOT / "models", "--model", "mlp", "--input",
                      tmp_path / "in.npy", "--output", tmp_path / "out.parquet", "--labels-from-folders")  # fmt: skip
     assert code == 2
+
+
+def test_scoring_over_a_stream_gives_the_same_table(
+    client_server: ServerProcess, features: np.ndarray, tmp_path: Path
+) -> None:
+    np.save(tmp_path / "in.npy", features)
+    common = ["--url", client_server.address, "--model", "mlp", "--input", tmp_path / "in.npy", "--quiet"]
+    common += ["--request-rows", "64", "--chunk-rows", "1000"]
+    assert run_score(*common, "--output", tmp_path / "unary.parquet") == 0
+    assert run_score(*common, "--output", tmp_path / "stream.parquet", "--stream") == 0
+    assert read_table(tmp_path / "stream.parquet").equals(read_table(tmp_path / "unary.parquet"))
