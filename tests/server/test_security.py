@@ -13,6 +13,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from server.protocol import grpc_service_pb2 as pb
 from tests.server.onnx_builders import add_sub_model
 from tests.server_process import running_server
 
@@ -141,3 +142,20 @@ def test_json_logs_carry_the_request_id_and_no_tensor_contents(repo: Path, tmp_p
     assert refusals and refusals[0]["code"] == "INVALID_ARGUMENT" and refusals[0]["model"] == "add_sub"
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     assert "987654321" not in server.log()
+
+
+def test_a_stream_needs_the_token_too(repo: Path, tmp_path: Path) -> None:
+    request = pb.ModelInferRequest(model_name="add_sub", id="s")
+    for name in ("INPUT0", "INPUT1"):
+        request.inputs.add(name=name, datatype="FP32", shape=[1, 16])
+        request.raw_input_contents.append(np.ones((1, 16), np.float32).tobytes())
+    method = "/inference.GRPCInferenceService/ModelStreamInfer"
+    with running_server(repo, tmp_path / "log", env={"TAU_AUTH_TOKENS": TOKEN}, auth_token=TOKEN) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            call = channel.stream_stream(method, response_deserializer=pb.ModelStreamInferResponse.FromString)
+            with pytest.raises(grpc.RpcError) as refused:
+                list(call(iter([request.SerializeToString()]), timeout=10))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            metadata = [("authorization", f"Bearer {TOKEN}")]
+            (answer,) = list(call(iter([request.SerializeToString()]), timeout=10, metadata=metadata))
+    assert answer.error_message == "" and answer.infer_response.id == "s"
