@@ -189,7 +189,7 @@ def _settings_json(options: argparse.Namespace) -> dict[str, Any]:
         "warmup_s": options.warmup,
         "client_processes": options.client_processes,
         "server_workers": None if options.url else options.server_workers,
-        "scenarios": [REMOTE] if options.url else options.scenarios,
+        "scenarios": [REMOTE] if options.url else list(options.scenarios),
         "execution_providers": list(options.execution_providers),
         "transport": "ModelStreamInfer" if options.stream else "ModelInfer",
         "config_override": options.config_override,

@@ -21,11 +21,12 @@ import grpc
 import numpy as np
 
 from clients.bench_check import WRONG_ANSWER, ExpectedOutputs, verify_response
+from clients.client_base import STREAM_METHOD
 from server.protocol import grpc_service_pb2 as pb
 from server.settings import MAX_GRPC_MESSAGE_BYTES
+from server.stream_infer import STATUS_PARAMETER
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 # A ModelStreamInferResponse that starts with field 1 (error_message) is a refusal; answers start with field 2.
 _STREAM_ERROR_TAG = b"\x0a"
 # Each coroutine's first response and every CHECK_EVERY-th after it are compared with the expected outputs.
@@ -122,8 +123,8 @@ class _Worker:
                 raw = await call.read()
                 done = time.monotonic()
                 if raw[:1] == _STREAM_ERROR_TAG:
-                    refusal = pb.ModelStreamInferResponse.FromString(raw)
-                    self.tally.errors[refusal.infer_response.parameters["grpc_status"].string_param or "UNKNOWN"] += 1
+                    refusal = pb.ModelStreamInferResponse.FromString(raw).infer_response
+                    self.tally.errors[refusal.parameters[STATUS_PARAMETER].string_param or "UNKNOWN"] += 1
                     continue
                 if responses % CHECK_EVERY == 0:
                     self._check(pb.ModelStreamInferResponse.FromString(raw).infer_response.SerializeToString())

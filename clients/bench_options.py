@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _scenario_names(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in SELF_CONTAINED_SCENARIOS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(SELF_CONTAINED_SCENARIOS)}, got {text!r}")
-    return names
+def _names_from(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for a comma-separated list drawn from `allowed` (scenarios, execution providers)."""
 
+    def names(text: str) -> tuple[str, ...]:
+        chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not chosen or any(name not in allowed for name in chosen):
+            raise argparse.ArgumentTypeError(f"expected some of {','.join(allowed)}, got {text!r}")
+        return chosen
 
-def _provider_names(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in ORT_PROVIDER_BY_NAME]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(ORT_PROVIDER_BY_NAME)}, got {text!r}")
     return names
 
 
@@ -87,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scenarios",
-        type=_scenario_names,
-        default=list(SELF_CONTAINED_SCENARIOS),
+        type=_names_from(SELF_CONTAINED_SCENARIOS),
+        default=SELF_CONTAINED_SCENARIOS,
         help=f"which self-contained scenarios to run ({','.join(SELF_CONTAINED_SCENARIOS)})",
     )
     parser.add_argument(
         "--execution-providers",
-        type=_provider_names,
+        type=_names_from(tuple(ORT_PROVIDER_BY_NAME)),
         default=("cpu",),
         help="the served models' execution_providers, also used by the in-process reference (cpu); e.g. cuda",
     )

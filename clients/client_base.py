@@ -11,6 +11,7 @@ from clients.channel import ChannelSettings, settings_from
 from clients.retry import CallAttempts, RetryCallback, RetryPolicy
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 

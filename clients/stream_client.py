@@ -19,12 +19,11 @@ from typing import Any
 import grpc
 import numpy as np
 
+from clients.client_base import STREAM_METHOD
 from clients.infer_codec import ParameterValue, decode_infer_response, encode_infer_request
 from clients.retry import CallAttempts
 from server.protocol import grpc_service_pb2 as pb
-
-STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
-STATUS_PARAMETER = "grpc_status"
+from server.stream_infer import STATUS_PARAMETER
 
 
 class StreamRefusal(grpc.RpcError):
